@@ -1,0 +1,132 @@
+"""The machinery shared by the gradient-based family (MAML, Meta-SGD, ANIL, ...).
+
+Each algorithm in the family is fixed by two functions of its meta-parameters:
+the initialisation the inner loop starts from, and the inner optimizer. MAML's
+inner optimizer is a constant optax transform; Meta-SGD's is SGD with step
+sizes that are themselves meta-parameters. Everything else (inner loop, query
+loss, metrics, evaluation before and after adaptation) is written once, here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, NamedTuple
+
+import jax
+import optax
+
+from jmeta.inner import InnerLoopResult, inner_loop
+from jmeta.params import MaskSpec, resolve_mask
+from jmeta.types import Array, Batch, MetaLearner, MetaParams, Metrics, Params, Task
+from jmeta.validation import check_batch, check_positive_int, check_task
+
+MetricFns = Mapping[str, Callable[[Array, Array], Array]]
+
+
+class WithReference(NamedTuple):
+    """Adapted parameters plus the support inputs that normalisation layers use.
+
+    Returned by ``adapt`` when an algorithm is built with ``transductive=False``:
+    query predictions are then ``apply_fn(params, x, reference=support_x)``.
+    """
+
+    params: Params
+    reference: Array
+
+
+def resolve_inner_optimizer(
+    inner_lr: float | None, inner_optimizer: optax.GradientTransformation | None
+) -> optax.GradientTransformation:
+    """SGD with ``inner_lr`` unless an optax transform is given (not both)."""
+    if (inner_lr is None) == (inner_optimizer is None):
+        raise ValueError("give exactly one of inner_lr (plain SGD) or inner_optimizer.")
+    if inner_optimizer is not None:
+        return inner_optimizer
+    return optax.sgd(inner_lr)
+
+
+def gradient_based_learner(
+    apply_fn: Callable,
+    loss_fn: Callable[[Array, Array], Array],
+    *,
+    init: Callable[[Params], MetaParams],
+    unpack: Callable[[MetaParams], tuple[Params, optax.GradientTransformation]],
+    num_steps: int,
+    first_order: bool,
+    remat: bool,
+    adapt_params: MaskSpec,
+    transductive: bool,
+    metrics: MetricFns | None,
+) -> MetaLearner:
+    """Build a :class:`~jmeta.MetaLearner` from an init and an inner optimizer.
+
+    Args:
+      apply_fn: ``(params, x) -> predictions``; with ``transductive=False`` it
+        must accept ``reference=`` (see :mod:`jmeta.models`).
+      loss_fn: ``(predictions, targets) -> scalar``, used inside and outside.
+      init: ``(model_params) -> meta_params``.
+      unpack: ``(meta_params) -> (initial params, inner optimizer)``.
+      num_steps: inner steps used by ``meta_loss`` (and by default ``adapt``).
+      first_order: stop gradients through inner gradients.
+      remat: checkpoint each inner step.
+      adapt_params: which parameters adapt (``None`` for all, a path predicate
+        or a bool mask; see :mod:`jmeta.params`).
+      transductive: ``True`` to compute query predictions with ``apply_fn``
+        alone (normalisation statistics from the query batch, as in MAML);
+        ``False`` to pass the support inputs as ``reference``.
+      metrics: extra ``{name: (predictions, targets) -> scalar}`` reported on
+        the query set, e.g. ``{"accuracy": jmeta.losses.accuracy}``.
+    """
+    train_steps = check_positive_int("num_steps", num_steps)
+    metric_fns = dict(metrics or {})
+
+    def run_inner(meta_params, support: Batch, steps: int) -> InnerLoopResult:
+        params, optimizer = unpack(meta_params)
+        mask = None if adapt_params is None else resolve_mask(params, adapt_params)
+        return inner_loop(
+            lambda p: loss_fn(apply_fn(p, support.x), support.y),
+            params,
+            optimizer,
+            steps,
+            mask=mask,
+            first_order=first_order,
+            remat=remat,
+        )
+
+    def wrap(params: Params, support: Batch):
+        return params if transductive else WithReference(params, support.x)
+
+    def adapt(meta_params, support: Batch, key=None, num_steps: int | None = None):
+        del key  # the inner loop is deterministic
+        check_batch("support", support)
+        steps = train_steps if num_steps is None else num_steps
+        steps = check_positive_int("num_steps", steps, allow_zero=True)
+        return wrap(run_inner(meta_params, support, steps).params, support)
+
+    def predict(adapted, x: Array) -> Array:
+        if transductive:
+            return apply_fn(adapted, x)
+        return apply_fn(adapted.params, x, reference=adapted.reference)
+
+    def score(predictions: Array, targets: Array, suffix: str = "") -> Metrics:
+        out = {"loss" + suffix: loss_fn(predictions, targets)}
+        out.update({name + suffix: fn(predictions, targets) for name, fn in metric_fns.items()})
+        return out
+
+    def meta_loss(meta_params, task: Task, key=None) -> tuple[Array, Metrics]:
+        del key
+        check_task(task)
+        result = run_inner(meta_params, task.support, train_steps)
+        predictions = predict(wrap(result.params, task.support), task.query.x)
+        metrics_ = score(predictions, task.query.y)
+        metrics_["inner_loss_first"] = result.losses[0]
+        metrics_["inner_loss_last"] = result.losses[-1]
+        return metrics_["loss"], metrics_
+
+    def evaluate(meta_params, task: Task, key=None, num_steps: int | None = None) -> Metrics:
+        check_task(task)
+        before = predict(adapt(meta_params, task.support, key, 0), task.query.x)
+        after = predict(adapt(meta_params, task.support, key, num_steps), task.query.x)
+        return {**score(before, task.query.y, "_before"), **score(after, task.query.y)}
+
+    return MetaLearner(init, adapt, predict, meta_loss, evaluate)
+

@@ -1,0 +1,101 @@
+"""Losses and metrics for few-shot tasks.
+
+Each function maps ``(predictions, targets)`` of one task to a scalar, so it can
+be used as an inner-loop loss, an outer (query) loss or a reported metric.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jmeta.types import Array
+
+
+def cross_entropy(logits: Array, labels: Array) -> Array:
+    r"""Mean softmax cross-entropy with integer labels.
+
+    .. math:: \ell = -\frac{1}{n}\sum_i \log \operatorname{softmax}(z_i)_{y_i}
+
+    Args:
+      logits: ``[n, num_classes]``.
+      labels: ``[n]`` integers in ``[0, num_classes)``.
+
+    Returns:
+      A float32 (or the logits' dtype, at least float32) scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, jmeta
+      >>> float(jmeta.losses.cross_entropy(jnp.zeros((4, 2)), jnp.array([0, 1, 0, 1])))
+      0.693...
+    """
+    _check_classification(logits, labels)
+    logits = _at_least_float32(logits)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def accuracy(logits: Array, labels: Array) -> Array:
+    """Fraction of examples whose arg-max logit is the label.
+
+    Args:
+      logits: ``[n, num_classes]``.
+      labels: ``[n]`` integers.
+
+    Returns:
+      A float32 scalar in ``[0, 1]``.
+    """
+    _check_classification(logits, labels)
+    return (jnp.argmax(logits, axis=-1) == labels).mean(dtype=jnp.float32)
+
+
+def mse(predictions: Array, targets: Array) -> Array:
+    r"""Mean squared error, :math:`\frac{1}{n}\sum_i \lVert f(x_i) - y_i \rVert^2`.
+
+    The squared norm is summed over output dimensions and averaged over
+    examples, so a scalar-output regressor gets the usual MSE.
+
+    Args:
+      predictions: ``[n, d]`` (or ``[n]``).
+      targets: same shape as ``predictions``.
+
+    Returns:
+      A scalar of at least float32 precision.
+    """
+    if predictions.shape != targets.shape:
+        raise ValueError(
+            f"mse: predictions have shape {predictions.shape} but targets have "
+            f"shape {targets.shape}; they must match."
+        )
+    err = _at_least_float32(predictions) - _at_least_float32(targets)
+    return jnp.sum(err.reshape(err.shape[0], -1) ** 2, axis=-1).mean()
+
+
+def _at_least_float32(x: Array) -> Array:
+    """Losses are computed in at least float32 (bf16/fp16 logits are upcast)."""
+    if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
+        return x.astype(jnp.float32)
+    return x
+
+
+def _check_classification(logits: Array, labels: Array) -> None:
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be [n, num_classes]; got shape {logits.shape}.")
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"labels must be [n] = {logits.shape[:1]} to match logits {logits.shape}; "
+            f"got shape {labels.shape}."
+        )
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(f"labels must be integers; got dtype {labels.dtype}.")
+    if not isinstance(labels, jax.core.Tracer):
+        # Concrete labels (outside jit) are checked against the number of classes;
+        # inside jit the task samplers guarantee the range.
+        values = np.asarray(labels)
+        lo, hi = int(values.min()), int(values.max())
+        if lo < 0 or hi >= logits.shape[-1]:
+            raise ValueError(
+                f"labels must lie in [0, {logits.shape[-1]}) for {logits.shape[-1]} "
+                f"classes; found labels in [{lo}, {hi}]."
+            )

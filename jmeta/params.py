@@ -1,0 +1,93 @@
+"""Choosing which parameters adapt in the inner loop.
+
+A *mask* is a pytree of Python bools with the structure of the parameters:
+``True`` leaves adapt in the inner loop, ``False`` leaves stay at their
+meta-learned value. Masks are built from predicates on parameter paths, so
+ANIL (adapt the head only) and BOIL (adapt the body only) are one line each::
+
+    head_only = path_mask(params, lambda path: "head" in path)
+    body_only = path_mask(params, lambda path: "head" not in path)
+
+Paths are strings such as ``"params/head/kernel"``: dictionary keys,
+attribute names and sequence indices joined with ``/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Union
+
+import jax
+
+from jmeta.types import Params
+
+Mask = Any  # a pytree of bools with the structure of the params
+PathPredicate = Callable[[str], bool]
+MaskSpec = Union[None, Mask, PathPredicate]
+
+
+def path_str(path: tuple) -> str:
+    """``"a/b/0"`` for a ``jax.tree_util`` key path."""
+    parts = []
+    for key in path:
+        if isinstance(key, jax.tree_util.DictKey):
+            parts.append(str(key.key))
+        elif isinstance(key, jax.tree_util.GetAttrKey):
+            parts.append(key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            parts.append(str(key.idx))
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
+
+
+def path_mask(params: Params, predicate: PathPredicate) -> Mask:
+    """A mask that is ``True`` where ``predicate(path)`` holds.
+
+    Args:
+      params: the parameter pytree.
+      predicate: ``(path: str) -> bool``, e.g. ``lambda p: "head" in p``.
+
+    Returns:
+      A pytree of bools with the structure of ``params``.
+
+    Raises:
+      ValueError: if the predicate selects no parameter at all, which is
+        almost always a typo in a layer name.
+    """
+    mask = jax.tree_util.tree_map_with_path(lambda p, _: bool(predicate(path_str(p))), params)
+    if not any(jax.tree_util.tree_leaves(mask)):
+        paths = [path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+        raise ValueError(
+            "The inner-loop parameter predicate selects no parameter. "
+            f"Parameter paths are: {paths[:12]}{' ...' if len(paths) > 12 else ''}"
+        )
+    return mask
+
+
+def resolve_mask(params: Params, spec: MaskSpec) -> Mask:
+    """Turn ``None`` (all adapt), a predicate or an explicit mask into a mask."""
+    if spec is None:
+        return jax.tree_util.tree_map(lambda _: True, params)
+    if callable(spec):
+        return path_mask(params, spec)
+    leaves = jax.tree_util.tree_structure(params)
+    if jax.tree_util.tree_structure(spec) != leaves:
+        raise ValueError(
+            "The inner-loop mask must have the structure of the parameters: "
+            f"expected {leaves}, got {jax.tree_util.tree_structure(spec)}."
+        )
+    return spec
+
+
+def partition(params: Params, mask: Mask) -> tuple[Params, Params]:
+    """Split ``params`` into ``(selected, rest)``; unselected leaves are ``None``."""
+    selected = jax.tree_util.tree_map(lambda m, p: p if m else None, mask, params)
+    rest = jax.tree_util.tree_map(lambda m, p: None if m else p, mask, params)
+    return selected, rest
+
+
+def combine(selected: Params, rest: Params) -> Params:
+    """Inverse of :func:`partition`."""
+    return jax.tree_util.tree_map(
+        lambda a, b: b if a is None else a, selected, rest, is_leaf=lambda x: x is None
+    )

@@ -1,0 +1,117 @@
+"""Meta-steps: vmap equals a loop, jit equals no jit, no retracing, NaN safety, learning."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jmeta
+from toy import mlp_apply, mlp_init
+
+SAMPLE = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=4)
+
+
+def learner():
+    return jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.05, num_steps=2)
+
+
+def test_vmapped_meta_gradient_equals_python_loop_over_tasks():
+    lr = learner()
+    theta = mlp_init(jax.random.key(0))
+    tasks = SAMPLE(jax.random.key(1))
+    key = jax.random.key(2)
+    grads, metrics = jmeta.meta_gradient(lr, theta, tasks, key)
+    keys = jax.random.split(key, 4)
+    per_task = [
+        jax.grad(lambda t: lr.meta_loss(t, jax.tree.map(lambda a: a[i], tasks), keys[i])[0])(theta)
+        for i in range(4)
+    ]
+    looped = jax.tree.map(lambda *g: sum(g) / 4, *per_task)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, looped)
+    losses = [lr.meta_loss(theta, jax.tree.map(lambda a: a[i], tasks))[0] for i in range(4)]
+    np.testing.assert_allclose(metrics["loss"], np.mean(losses), rtol=1e-6)
+
+
+def test_jit_equals_no_jit_and_no_retrace():
+    step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
+    traces = []
+
+    def counted(state, tasks, key):
+        traces.append(1)
+        return step.update(state, tasks, key)
+
+    state = step.init(mlp_init(jax.random.key(0)))
+    tasks = SAMPLE(jax.random.key(1))
+    eager, eager_metrics = step.update(state, tasks, jax.random.key(2))
+    compiled = jax.jit(counted, donate_argnums=0)
+    jitted, metrics = compiled(step.init(mlp_init(jax.random.key(0))), tasks, jax.random.key(2))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), eager, jitted)
+    np.testing.assert_allclose(eager_metrics["loss"], metrics["loss"], rtol=1e-6)
+    for i in range(3):
+        jitted, metrics = compiled(jitted, SAMPLE(jax.random.key(10 + i)), jax.random.key(i))
+    assert len(traces) == 1
+    assert int(jitted.step) == 4
+    assert metrics["loss"].dtype == jnp.float32 and metrics["loss"].shape == ()
+
+
+def test_state_dtypes_and_shapes_are_stable():
+    step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
+    state = step.init(mlp_init(jax.random.key(0)))
+    before = jax.tree.map(lambda a: (a.shape, a.dtype), state)
+    state, _ = jmeta.jit_step(step)(state, SAMPLE(jax.random.key(1)), jax.random.key(2))
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), state) == before
+
+
+def test_nonfinite_step_leaves_the_state_unchanged():
+    step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
+    state = step.init(mlp_init(jax.random.key(0)))
+    tasks = SAMPLE(jax.random.key(1))
+    bad = tasks._replace(query=tasks.query._replace(y=tasks.query.y.at[0, 0, 0].set(jnp.nan)))
+    new, metrics = jax.jit(step.update)(state, bad, jax.random.key(2))
+    assert not bool(metrics["finite"])
+    jax.tree.map(np.testing.assert_array_equal, new, state)
+    unguarded = jmeta.meta_train_step(learner(), optax.sgd(1e-2), skip_nonfinite=False)
+    new, _ = jax.jit(unguarded.update)(state, bad, jax.random.key(2))
+    assert not np.isfinite(np.asarray(new.meta_params["head"]["bias"])).all()
+
+
+def test_scan_steps_equals_repeated_single_steps():
+    step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
+    run = jmeta.scan_steps(step.update, SAMPLE, 3)
+    key = jax.random.key(5)
+    scanned, metrics = run(step.init(mlp_init(jax.random.key(0))), key)
+    state = step.init(mlp_init(jax.random.key(0)))
+    single = jax.jit(step.update)
+    for k in jax.random.split(key, 3):
+        task_key, step_key = jax.random.split(k)
+        state, _ = single(state, SAMPLE(task_key), step_key)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), scanned, state)
+    assert metrics["loss"].shape == (3,)
+
+
+@pytest.mark.standard_promotion  # optax.adam
+@pytest.mark.parametrize(
+    "builder, inner_lr",
+    [(jmeta.maml, 0.01), (jmeta.fomaml, 0.01), (jmeta.meta_sgd, 0.01), (jmeta.anil, 0.1)],
+)
+def test_sinusoid_meta_loss_falls(builder, inner_lr):
+    model_params = mlp_init(jax.random.key(0), sizes=(1, 40, 40, 1))
+    lr = builder(lambda p, x: mlp_apply(p, x, jax.nn.relu), jmeta.losses.mse, inner_lr=inner_lr)
+    step = jmeta.meta_train_step(lr, optax.adam(3e-3))
+    sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=25)
+    run = jmeta.scan_steps(step.update, sample, 100)
+    state = step.init(lr.init(model_params))
+    losses = []
+    for i in range(3):
+        state, metrics = run(state, jax.random.key(i))
+        losses.append(float(metrics["loss"].mean()))
+    assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_evaluate_tasks_per_task_metrics():
+    lr = learner()
+    out = jmeta.evaluate_tasks(lr, mlp_init(jax.random.key(0)), SAMPLE(jax.random.key(1)), jax.random.key(2), num_steps=5)
+    assert out["loss"].shape == (4,) and out["loss_before"].shape == (4,)
