@@ -72,6 +72,46 @@ def check_split(split: FewShotSplit) -> FewShotSplit:
     return split
 
 
+def common_count(
+    counts: Mapping[str, int], examples_per_class: int | None, source: str = "the data"
+) -> int:
+    """The examples per class to keep, by the rule of ``stack_classes``.
+
+    Args:
+      counts: class name -> number of examples available.
+      examples_per_class: ``None`` (all classes must be equal) or ``k``.
+      source: what the data came from, for error messages.
+
+    Raises:
+      ValueError: no classes, unequal counts, or a class with fewer than ``k``.
+    """
+    if not counts:
+        raise ValueError(f"expected at least one class in {source}; found none")
+    smallest = min(counts, key=counts.__getitem__)
+    largest = max(counts, key=counts.__getitem__)
+    if examples_per_class is None:
+        if counts[smallest] != counts[largest]:
+            raise ValueError(
+                f"classes in {source} have different numbers of examples: "
+                f"{smallest!r} has {counts[smallest]}, {largest!r} has {counts[largest]}; "
+                f"pass examples_per_class={counts[smallest]} to keep the first "
+                f"{counts[smallest]} of each class"
+            )
+        k = counts[smallest]
+    else:
+        k = int(examples_per_class)
+        if k < 1:
+            raise ValueError(f"examples_per_class must be >= 1; got {examples_per_class}")
+        if counts[smallest] < k:
+            raise ValueError(
+                f"expected at least {k} examples per class in {source}; class "
+                f"{smallest!r} has {counts[smallest]}"
+            )
+    if k == 0:
+        raise ValueError(f"expected examples in each class of {source}; found empty classes")
+    return k
+
+
 def stack_classes(
     groups: Mapping[str, Sequence[np.ndarray] | np.ndarray],
     *,
@@ -103,46 +143,22 @@ def stack_classes(
     """
     if not groups:
         raise ValueError(f"expected at least one class in {source}; found none")
-    counts = {name: len(items) for name, items in groups.items()}
-    smallest = min(counts, key=counts.__getitem__)
-    largest = max(counts, key=counts.__getitem__)
-    if examples_per_class is None:
-        if counts[smallest] != counts[largest]:
-            raise ValueError(
-                f"classes in {source} have different numbers of examples: "
-                f"{smallest!r} has {counts[smallest]}, {largest!r} has {counts[largest]}; "
-                f"pass examples_per_class={counts[smallest]} to keep the first "
-                f"{counts[smallest]} of each class"
-            )
-        k = counts[smallest]
-    else:
-        k = int(examples_per_class)
-        if k < 1:
-            raise ValueError(f"examples_per_class must be >= 1; got {examples_per_class}")
-        if counts[smallest] < k:
-            raise ValueError(
-                f"expected at least {k} examples per class in {source}; class "
-                f"{smallest!r} has {counts[smallest]}"
-            )
-    if k == 0:
-        raise ValueError(f"expected examples in each class of {source}; found empty classes")
+    k = common_count({name: len(items) for name, items in groups.items()}, examples_per_class, source)
 
-    shape = None
-    stacked = []
-    for name, items in groups.items():
-        arr = np.stack([np.asarray(x) for x in list(items)[:k]])
-        if arr.ndim == 3:
-            arr = arr[..., None]
-        if shape is None:
-            shape = arr.shape[1:]
-        elif arr.shape[1:] != shape:
-            raise ValueError(
-                f"images in {source} have different shapes: {shape} and "
-                f"{arr.shape[1:]} (class {name!r}); pass an image_size to resize"
-            )
-        stacked.append(arr)
-    images = np.ascontiguousarray(np.stack(stacked).astype(np.uint8, copy=False))
-    return check_split(FewShotSplit(images, tuple(str(n) for n in groups)))
+    out = None
+    for i, (name, items) in enumerate(groups.items()):
+        for j, x in enumerate(list(items)[:k]):
+            arr = np.asarray(x)
+            arr = arr[..., None] if arr.ndim == 2 else arr
+            if out is None:
+                out = np.empty((len(groups), k, *arr.shape), np.uint8)
+            if arr.shape != out.shape[2:]:
+                raise ValueError(
+                    f"images in {source} have different shapes: {out.shape[2:]} and "
+                    f"{arr.shape} (class {name!r}); pass an image_size to resize"
+                )
+            out[i, j] = arr
+    return check_split(FewShotSplit(out, tuple(str(n) for n in groups)))
 
 
 def concat_splits(*splits: FewShotSplit) -> FewShotSplit:
