@@ -57,3 +57,63 @@ def make_omniglot_zip(
             for i in order:
                 z.writestr(*entries[i])
     return names
+
+
+def write_image(path: Path, value: int, size: tuple[int, int] = (10, 8), fmt: str = "PNG") -> None:
+    """A solid RGB image whose red channel is ``value`` (``size`` is width, height)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = np.zeros((size[1], size[0], 3), np.uint8)
+    rgb[..., 0] = value
+    rgb[..., 1] = 100
+    Image.fromarray(rgb).save(path, format=fmt, quality=100)
+
+
+def cifar100_arrays(train_per_class: int = 3, test_per_class: int = 1) -> dict:
+    """CIFAR-100 python-release dicts (bytes keys, as the py2 pickles load).
+
+    Row ``r`` of a file has fine label ``r % 100``; pixel [0, 0] of channel 0
+    encodes the label and channel 1 the row index within the file (mod 256).
+    """
+    from jmeta.datasets.cifar_classes import CIFAR100_COARSE, CIFAR100_FINE, CIFAR100_SUPERCLASSES
+
+    parent = {f: sc for sc, fs in CIFAR100_SUPERCLASSES.items() for f in fs}
+    files = {}
+    for member, per_class in (("train", train_per_class), ("test", test_per_class)):
+        n = 100 * per_class
+        fine = [r % 100 for r in range(n)]
+        coarse = [CIFAR100_COARSE.index(parent[CIFAR100_FINE[f]]) for f in fine]
+        data = np.zeros((n, 3, 32, 32), np.uint8)
+        data[:, 0, 0, 0] = fine
+        data[:, 1, 0, 0] = np.arange(n) % 256
+        data[:, 2, 0, 0] = 0 if member == "train" else 1
+        files[member] = {
+            b"filenames": [f"{r}.png".encode() for r in range(n)],
+            b"batch_label": member.encode(),
+            b"fine_labels": fine,
+            b"coarse_labels": coarse,
+            b"data": data.reshape(n, 3072),
+        }
+    files["meta"] = {
+        b"fine_label_names": [s.encode() for s in CIFAR100_FINE],
+        b"coarse_label_names": [s.encode() for s in CIFAR100_COARSE],
+    }
+    return files
+
+
+def write_cifar100(root: Path, files: dict, *, archive: bool = False) -> Path:
+    """Writes ``cifar-100-python/{train,test,meta}`` (or the ``.tar.gz``) under ``root``."""
+    import pickle
+    import tarfile
+
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    for member, content in files.items():
+        with open(folder / member, "wb") as f:
+            pickle.dump(content, f, protocol=2)
+    if archive:
+        with tarfile.open(root / "cifar-100-python.tar.gz", "w:gz") as tar:
+            tar.add(folder, arcname="cifar-100-python")
+        for member in files:
+            (folder / member).unlink()
+        folder.rmdir()
+    return root
