@@ -4,11 +4,13 @@ Resizing uses Pillow's ``BOX`` filter when shrinking (each output pixel is the
 mean of the source area it covers, so thin strokes fade instead of vanishing
 or aliasing) and ``BILINEAR`` when enlarging.
 
-Worker processes are started with the ``spawn`` method, which is safe with
-JAX's threads; as with any ``spawn`` pool, a script that asks for workers must
-guard its entry point with ``if __name__ == "__main__":``. On a 2-core machine
-the pool gains little for a few thousand small PNGs (see
-``benchmarks/results/datasets_speed.md``), so one process is the default.
+Worker processes (``num_workers > 1``, off by default) are started with the
+``spawn`` method, which is safe with JAX's threads; as with any ``spawn``
+pool, a script that asks for workers must guard its entry point with
+``if __name__ == "__main__":``. Each worker imports ``jmeta`` (and so JAX),
+which costs seconds: workers pay off for expensive decodes such as a folder of
+full-size JPEGs, not for Omniglot's small PNGs, where they are several times
+slower on a 2-core machine (``benchmarks/results/datasets_speed.md``).
 """
 
 from __future__ import annotations
