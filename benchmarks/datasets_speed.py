@@ -14,6 +14,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -65,7 +66,7 @@ def main() -> None:
                 load_omniglot(source, data_dir, cache_dir=cache, num_workers=num_workers)
 
     for workers, label in ((0, "in-process"), (2, "2 worker processes")):
-        times = _time(lambda: first_decode(workers), args.repeats)
+        times = _time(functools.partial(first_decode, workers), args.repeats)
         rows.append((f"first load, decode 5,840 PNGs + write cache ({label})", times))
 
     with tempfile.TemporaryDirectory() as cache:
@@ -76,10 +77,14 @@ def main() -> None:
 
         both()  # fills the cache
         rows.append(("cached reload of small1 + small2", _time(both, args.repeats)))
-        rows.append((
-            "cached `minimal-train` (pool, dedupe, select)",
-            _time(lambda: load_omniglot("minimal-train", data_dir, cache_dir=cache), args.repeats),
-        ))
+        rows.append(
+            (
+                "cached `minimal-train` (pool, dedupe, select)",
+                _time(
+                    lambda: load_omniglot("minimal-train", data_dir, cache_dir=cache), args.repeats
+                ),
+            )
+        )
 
     lines = [
         "# Omniglot loading speed",

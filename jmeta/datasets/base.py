@@ -143,7 +143,9 @@ def stack_classes(
     """
     if not groups:
         raise ValueError(f"expected at least one class in {source}; found none")
-    k = common_count({name: len(items) for name, items in groups.items()}, examples_per_class, source)
+    k = common_count(
+        {name: len(items) for name, items in groups.items()}, examples_per_class, source
+    )
 
     out = None
     for i, (name, items) in enumerate(groups.items()):

@@ -99,7 +99,9 @@ def _load_split(
     classes = table[split]
     missing = [c for c in classes if c not in data.fine_names]
     if missing:
-        raise ValueError(f"the {name} {split} classes {missing[:5]} are not in CIFAR-100's meta file")
+        raise ValueError(
+            f"the {name} {split} classes {missing[:5]} are not in CIFAR-100's meta file"
+        )
     rows = {c: np.flatnonzero(data.fine_labels == data.fine_names.index(c)) for c in classes}
     _check_superclasses(data, rows)
     k = common_count({c: len(r) for c, r in rows.items()}, None, f"CIFAR-100 in {data_dir}")
@@ -130,14 +132,18 @@ def read_cifar100(data_dir: str | os.PathLike[str]) -> Cifar100:
     root = Path(data_dir).expanduser()
     for folder in (root / FOLDER, root):
         if (folder / "meta").is_file():
-            return _parse(lambda member: open(folder / member, "rb"), str(folder))
+            return _parse(lambda member, folder=folder: open(folder / member, "rb"), str(folder))
     if (root / ARCHIVE).is_file():
         try:
             with tarfile.open(root / ARCHIVE) as tar:
-                return _parse(lambda member: _tar_member(tar, f"{FOLDER}/{member}"), str(root / ARCHIVE))
+                return _parse(
+                    lambda member: _tar_member(tar, f"{FOLDER}/{member}"), str(root / ARCHIVE)
+                )
         except tarfile.TarError as err:
             raise ValueError(f"could not read {root / ARCHIVE}: {err}") from err
-    found = sorted(p.name for p in root.iterdir())[:10] if root.is_dir() else "nothing (no such folder)"
+    found = (
+        sorted(p.name for p in root.iterdir())[:10] if root.is_dir() else "nothing (no such folder)"
+    )
     raise FileNotFoundError(
         f"expected CIFAR-100 ({FOLDER}/ with train, test and meta, or {ARCHIVE}) in {root}; "
         f"found {found}"

@@ -112,7 +112,7 @@ def load_image_folder(
 
 def _check_same_size(items: list[tuple[str, Path]], arrays: list) -> None:
     first = arrays[0].shape
-    for (name, _), arr in zip(items, arrays):
+    for (name, _), arr in zip(items, arrays, strict=True):
         if arr.shape != first:
             raise ValueError(
                 f"images have mixed sizes: {items[0][0]} is {first[1]}x{first[0]}, {name} is "

@@ -87,9 +87,9 @@ def load_mini_imagenet(
             cache_dir=cache_dir,
             num_workers=num_workers,
         )
+    found = sorted(p.name for p in root.iterdir())[:10] if root.is_dir() else "no such folder"
     raise FileNotFoundError(
-        f"expected {pickle_path.name} or a folder {split}/<class>/<images> in {root}; "
-        f"found {'nothing (the folder is missing)' if not root.is_dir() else sorted(p.name for p in root.iterdir())[:10]}"
+        f"expected {pickle_path.name} or a folder {split}/<class>/<images> in {root}; found {found}"
     )
 
 
@@ -124,8 +124,7 @@ def load_mini_imagenet_pickle(
 
 def _check_layout(data: object, path: Path) -> tuple[np.ndarray, dict]:
     expected = (
-        "a dict with 'image_data' (uint8 [N, H, W, 3]) and 'class_dict' "
-        "({class name: [indices]})"
+        "a dict with 'image_data' (uint8 [N, H, W, 3]) and 'class_dict' ({class name: [indices]})"
     )
     if not isinstance(data, dict) or not {"image_data", "class_dict"} <= set(data):
         found = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__

@@ -138,7 +138,9 @@ def decode_source(path: Path, image_size: int | None, num_workers: int = 0) -> F
       ValueError: unreadable files or characters with different drawer counts.
     """
     groups = read_source(path)
-    items = [(f"{path}:{cls}/{fname}", data) for cls, files in groups.items() for fname, data in files]
+    items = [
+        (f"{path}:{cls}/{fname}", data) for cls, files in groups.items() for fname, data in files
+    ]
     arrays = decode_images(items, size=image_size, channels=1, num_workers=num_workers)
     per_class, start = {}, 0
     for cls, files in groups.items():
@@ -206,6 +208,8 @@ def load_source(
         checksum = sha256_file(path)
         known = KNOWN_SHA256.get(stem)
         if download and known is not None and checksum != known:
-            raise ValueError(f"checksum mismatch for {path}: expected sha256 {known}, found {checksum}")
+            raise ValueError(
+                f"checksum mismatch for {path}: expected sha256 {known}, found {checksum}"
+            )
     key = f"omniglot-{stem}-{checksum[:16]}-{image_size or 'native'}px"
     return cached_split(cache_dir, key, lambda: decode_source(path, image_size, num_workers))

@@ -83,9 +83,7 @@ def load(
             **kwargs,
         )
     if name not in DATASETS:
-        raise ValueError(
-            f"unknown data set {name!r}; expected one of {[*DATASETS, 'tfds:<name>']}"
-        )
+        raise ValueError(f"unknown data set {name!r}; expected one of {[*DATASETS, 'tfds:<name>']}")
     if split not in DATASETS[name]:
         raise ValueError(f"unknown {name} split {split!r}; expected one of {list(DATASETS[name])}")
     if name == "omniglot":

@@ -129,7 +129,8 @@ def group_by_label(
         image = np.asarray(example[image_key])
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(
-                f"expected uint8 images [H, W, C] in {source_name}; found {image.dtype} {image.shape}"
+                f"expected uint8 images [H, W, C] in {source_name}; "
+                f"found {image.dtype} {image.shape}"
             )
         groups.setdefault(int(example[label_key]), []).append(_prepare(image, image_size, channels))
     names = {

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jmeta.datasets import FewShotSplit, concat_splits, rotate_classes, select_classes, stack_classes
+from jmeta.datasets import (
+    FewShotSplit,
+    concat_splits,
+    rotate_classes,
+    select_classes,
+    stack_classes,
+)
 
 
 def _images(n, value=0, shape=(4, 4)):

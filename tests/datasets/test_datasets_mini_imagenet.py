@@ -50,10 +50,19 @@ def test_pickle_unequal_classes(tmp_path):
     [
         ([1, 2, 3], "expected a dict with 'image_data'.*found list"),
         ({"images": 1}, r"found \['images'\]"),
-        ({"image_data": np.zeros((2, 84, 84), np.uint8), "class_dict": {"a": [0]}}, "uint8 \\[N, H, W, 3\\]"),
+        (
+            {"image_data": np.zeros((2, 84, 84), np.uint8), "class_dict": {"a": [0]}},
+            "uint8 \\[N, H, W, 3\\]",
+        ),
         ({"image_data": np.zeros((2, 8, 8, 3), np.float32), "class_dict": {"a": [0]}}, "float32"),
-        ({"image_data": np.zeros((2, 8, 8, 3), np.uint8), "class_dict": {}}, "non-empty class_dict"),
-        ({"image_data": np.zeros((2, 8, 8, 3), np.uint8), "class_dict": {"a": [0, 5]}}, "indexes rows 0..5"),
+        (
+            {"image_data": np.zeros((2, 8, 8, 3), np.uint8), "class_dict": {}},
+            "non-empty class_dict",
+        ),
+        (
+            {"image_data": np.zeros((2, 8, 8, 3), np.uint8), "class_dict": {"a": [0, 5]}},
+            "indexes rows 0..5",
+        ),
     ],
 )
 def test_wrong_pickle_layout(tmp_path, content, match):

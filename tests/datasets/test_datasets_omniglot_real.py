@@ -45,7 +45,13 @@ def test_minimal_splits_are_fixed_and_disjoint(omniglot_dir, real_cache):
     }
     counts = {part: _alphabet_counts(s) for part, s in splits.items()}
     assert counts == {
-        "train": {"Balinese": 24, "Greek": 24, "Japanese_(katakana)": 47, "Korean": 40, "Latin": 26},
+        "train": {
+            "Balinese": 24,
+            "Greek": 24,
+            "Japanese_(katakana)": 47,
+            "Korean": 40,
+            "Latin": 26,
+        },
         "val": {"Early_Aramaic": 22},
         "test": {"Sanskrit": 42, "Tagalog": 17},
     }

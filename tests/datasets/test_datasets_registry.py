@@ -30,7 +30,12 @@ def test_omniglot_defaults_to_28px(tmp_path):
         (("imagenet", "train"), {}, ValueError, r"unknown data set 'imagenet'.*tfds:<name>"),
         (("omniglot", "train"), {}, ValueError, r"unknown omniglot split 'train'.*minimal-train"),
         (("cifar_fs", "test"), {}, ValueError, "cifar_fs needs data_dir"),
-        (("fc100", "test"), {"download": True, "data_dir": "."}, ValueError, "cannot be downloaded"),
+        (
+            ("fc100", "test"),
+            {"download": True, "data_dir": "."},
+            ValueError,
+            "cannot be downloaded",
+        ),
         (("mini_imagenet", "valid"), {}, ValueError, "unknown mini_imagenet split 'valid'"),
     ],
 )
