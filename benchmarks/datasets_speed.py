@@ -59,6 +59,7 @@ def main() -> None:
 
     data_dir = _omniglot_dir()
     rows = []
+    load_before = os.getloadavg()[0]
 
     def first_decode(num_workers: int) -> None:
         with tempfile.TemporaryDirectory() as cache:
@@ -93,7 +94,9 @@ def main() -> None:
         f"{platform.release()}; Python {platform.python_version()}.",
         f"Data: `images_background_small1.zip` + `images_background_small2.zip` "
         f"(292 characters x 20 drawers), decoded to 28x28 uint8. Best and median of "
-        f"{args.repeats} runs.",
+        f"{args.repeats} runs. 1-minute load average {load_before:.1f} before and "
+        f"{os.getloadavg()[0]:.1f} after the run (above the CPU count means other work "
+        "shared the machine and the numbers are pessimistic).",
         "",
         "| step | best (s) | median (s) |",
         "| --- | ---: | ---: |",

@@ -102,7 +102,7 @@ def load_image_folder(
             "folder",
             Path(root).resolve().name or "root",
             fingerprint_folder(root, content=False)[:16],
-            f"{image_size or 'native'}px",
+            f"{image_size}px" if image_size else "native",
             f"c{channels}",
             f"k{examples_per_class or 'all'}",
         ]

@@ -18,8 +18,8 @@ from __future__ import annotations
 import io
 import multiprocessing
 from collections.abc import Sequence
-from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError

@@ -211,5 +211,6 @@ def load_source(
             raise ValueError(
                 f"checksum mismatch for {path}: expected sha256 {known}, found {checksum}"
             )
-    key = f"omniglot-{stem}-{checksum[:16]}-{image_size or 'native'}px"
+    size = f"{image_size}px" if image_size else "native"
+    key = f"omniglot-{stem}-{checksum[:16]}-{size}"
     return cached_split(cache_dir, key, lambda: decode_source(path, image_size, num_workers))

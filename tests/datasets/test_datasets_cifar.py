@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from dataset_fakes import cifar100_arrays, write_cifar100
+
 from jmeta.datasets import CIFAR_FS_CLASSES, FC100_CLASSES, FC100_SUPERCLASSES, load
 from jmeta.datasets.cifar import load_cifar_fs, load_fc100, read_cifar100
 from jmeta.datasets.cifar_classes import CIFAR100_FINE, CIFAR100_SUPERCLASSES

@@ -6,8 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
-
 from dataset_fakes import write_image
+
 from jmeta.datasets import load, load_mini_imagenet
 
 

@@ -6,11 +6,10 @@ import shutil
 import urllib.error
 
 import pytest
-
 from dataset_fakes import make_omniglot_zip
+
 from jmeta.datasets import download as download_module
-from jmeta.datasets import load_omniglot
-from jmeta.datasets import omniglot_files
+from jmeta.datasets import load_omniglot, omniglot_files
 from jmeta.datasets.cache import sha256_file
 
 

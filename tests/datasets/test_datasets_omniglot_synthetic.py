@@ -6,8 +6,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from dataset_fakes import make_omniglot_zip, pixel_value, png_bytes
+
 from jmeta.datasets import load, load_omniglot
 from jmeta.datasets.omniglot_files import _natural_key
 

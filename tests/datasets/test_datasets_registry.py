@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from dataset_fakes import make_omniglot_zip
 
 import jmeta.datasets as datasets
-from dataset_fakes import make_omniglot_zip
 from jmeta.datasets import DATASETS, load
 
 
