@@ -39,6 +39,7 @@ References:
 from __future__ import annotations
 
 import os
+from typing import overload
 
 import numpy as np
 
@@ -160,7 +161,13 @@ def minimal_split(pooled: FewShotSplit, part: str) -> FewShotSplit:
     return select_classes(pooled, [n for a in alphabets for n in by_alphabet[a]])
 
 
-def rotate_classes(split: FewShotSplit) -> FewShotSplit:
+@overload
+def rotate_classes(split: FewShotSplit) -> FewShotSplit: ...
+@overload
+def rotate_classes(split: np.ndarray) -> np.ndarray: ...
+
+
+def rotate_classes(split: FewShotSplit | np.ndarray) -> FewShotSplit | np.ndarray:
     """Adds each class rotated by 90, 180 and 270 degrees as new classes.
 
     The augmentation of Santoro et al. (2016) and Vinyals et al. (2016), used
@@ -171,10 +178,11 @@ def rotate_classes(split: FewShotSplit) -> FewShotSplit:
     ``"/rot270"``.
 
     Args:
-      split: a ``FewShotSplit`` of square images.
+      split: a ``FewShotSplit`` of square images, or just its ``images``
+        array ``[classes, examples, S, S, C]``.
 
     Returns:
-      A ``FewShotSplit`` with 4x the classes.
+      The same type with 4x the classes.
 
     Example:
       >>> import numpy as np
@@ -182,10 +190,14 @@ def rotate_classes(split: FewShotSplit) -> FewShotSplit:
       >>> rotate_classes(s).images.shape
       (8, 20, 28, 28, 1)
     """
-    images = split.images
-    if images.shape[2] != images.shape[3]:
-        raise ValueError(f"rotate_classes needs square images; found {images.shape[2:4]}")
+    images = split if isinstance(split, np.ndarray) else split.images
+    if images.ndim != 5 or images.shape[2] != images.shape[3]:
+        raise ValueError(
+            f"rotate_classes needs images [classes, examples, S, S, C]; found {images.shape}"
+        )
     rotated = np.stack([np.rot90(images, k, axes=(2, 3)) for k in range(4)], axis=1)
-    rotated = rotated.reshape(-1, *images.shape[1:])
+    rotated = np.ascontiguousarray(rotated.reshape(-1, *images.shape[1:]))
+    if isinstance(split, np.ndarray):
+        return rotated
     names = tuple(f"{n}/rot{90 * k:03d}" for n in split.class_names for k in range(4))
-    return FewShotSplit(np.ascontiguousarray(rotated), names)
+    return FewShotSplit(rotated, names)

@@ -75,5 +75,8 @@ def test_rotate_classes_is_class_major_and_counter_clockwise():
     assert out.images[2, 0, 4, 0, 0] == 255  # 180: bottom-left
     assert out.images[3, 0, 4, 4, 0] == 255  # 270: bottom-right
     np.testing.assert_array_equal(out.images[6], np.rot90(images[1], 2, axes=(1, 2)))
-    with pytest.raises(ValueError, match="square"):
+    np.testing.assert_array_equal(rotate_classes(images), out.images)  # a bare array works too
+    with pytest.raises(
+        ValueError, match=r"\[classes, examples, S, S, C\]; found \(1, 1, 4, 5, 1\)"
+    ):
         rotate_classes(FewShotSplit(np.zeros((1, 1, 4, 5, 1), np.uint8), ("a",)))
