@@ -1,0 +1,88 @@
+"""download=True without a network: the fetch function serves local files."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+
+import pytest
+from dataset_fakes import make_omniglot_zip
+
+from jmeta.datasets import download as download_module
+from jmeta.datasets import load_omniglot, omniglot_files
+from jmeta.datasets.cache import sha256_file
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """Serves files from a local 'server' folder; records the URLs asked for."""
+    server = tmp_path / "server"
+    server.mkdir()
+    asked = []
+
+    def fetch(url, dest):
+        asked.append(url)
+        shutil.copyfile(server / url.rsplit("/", 1)[-1], dest)
+
+    monkeypatch.setattr(download_module, "fetch_url", fetch)
+    return server, asked
+
+
+def test_download_small_zip_with_known_checksum(tmp_path, served, monkeypatch):
+    server, asked = served
+    make_omniglot_zip(server, "images_background_small1", {"Aa": 2})
+    monkeypatch.setitem(
+        omniglot_files.KNOWN_SHA256,
+        "images_background_small1",
+        sha256_file(server / "images_background_small1.zip"),
+    )
+    data = tmp_path / "data"
+    split = load_omniglot("small1", data, image_size=4, cache_dir=tmp_path / "c", download=True)
+    assert split.images.shape == (2, 3, 4, 4, 1)
+    assert asked == [
+        "https://github.com/brendenlake/omniglot/raw/master/python/images_background_small1.zip"
+    ]
+    assert sorted(p.name for p in data.iterdir()) == ["images_background_small1.zip"]
+    # Present now: not fetched again.
+    load_omniglot("small1", data, image_size=4, cache_dir=tmp_path / "c", download=True)
+    assert len(asked) == 1
+
+
+def test_checksum_mismatch_leaves_nothing(tmp_path, served):
+    server, _ = served
+    make_omniglot_zip(server, "images_background_small1", {"Aa": 2})  # not the real zip
+    data = tmp_path / "data"
+    with pytest.raises(ValueError, match="checksum mismatch.*f38eb80f80"):
+        load_omniglot("small1", data, cache_dir=tmp_path / "c", download=True)
+    assert list(data.iterdir()) == []  # no partial or unverified file
+    assert not (tmp_path / "c").exists()
+
+
+def test_full_release_without_known_checksum_is_checked_as_a_zip(tmp_path, served):
+    server, _ = served
+    make_omniglot_zip(server, "images_evaluation", {"Aa": 1})
+    split = load_omniglot("evaluation", tmp_path / "d", image_size=4, cache_dir=tmp_path / "c",
+                          download=True)  # fmt: skip
+    assert split.class_names == ("Aa/character01",)
+    (server / "images_background.zip").write_bytes(b"<html>rate limited</html>")
+    with pytest.raises(ValueError, match="not a zip archive"):
+        load_omniglot("background", tmp_path / "d", cache_dir=tmp_path / "c", download=True)
+    assert not (tmp_path / "d" / "images_background.zip").exists()
+
+
+def test_offline_is_a_clear_connection_error(tmp_path, monkeypatch):
+    def offline(url, dest):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(download_module, "fetch_url", offline)
+    with pytest.raises(ConnectionError, match="could not download .*place it at"):
+        load_omniglot("small2", tmp_path / "d", cache_dir=tmp_path / "c", download=True)
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_existing_file_with_wrong_checksum_is_rejected_when_downloading(tmp_path, served):
+    make_omniglot_zip(tmp_path, "images_background_small2", {"Aa": 1})
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_omniglot("small2", tmp_path, cache_dir=tmp_path / "c", download=True)
+    # Without download=True a local, different zip is simply read.
+    assert load_omniglot("small2", tmp_path, cache_dir=tmp_path / "c").num_classes == 1
