@@ -116,6 +116,12 @@ def scan_steps(
 ) -> Callable[[MetaTrainState, PRNGKey], tuple[MetaTrainState, Metrics]]:
     """Run ``num_steps`` meta-steps, sampling included, in one compiled call.
 
+    Step ``s`` (counted by ``state.step``) draws its tasks and its step key from
+    ``jax.random.fold_in(key, s)``, so a run is the same whether it is cut into
+    calls of 1, 10 or 1000 steps, and a run resumed from a checkpoint continues
+    exactly as it would have. (A step skipped as non-finite leaves ``state.step``
+    unchanged and would be retried with the same tasks: the trainer stops on it.)
+
     Args:
       update: ``step.update`` of a :class:`MetaTrainStep`.
       sample_tasks: ``(key) -> batch of tasks``, pure and jittable (e.g.
@@ -129,12 +135,12 @@ def scan_steps(
     """
     num_steps = check_positive_int("num_steps", num_steps)
 
-    def body(state, key):
-        task_key, step_key = jax.random.split(key)
-        return update(state, sample_tasks(task_key), step_key)
-
     def run(state, key):
-        return jax.lax.scan(body, state, jax.random.split(key, num_steps))
+        def body(state, _):
+            task_key, step_key = jax.random.split(jax.random.fold_in(key, state.step))
+            return update(state, sample_tasks(task_key), step_key)
+
+        return jax.lax.scan(body, state, None, length=num_steps)
 
     return jax.jit(run, donate_argnums=0)
 

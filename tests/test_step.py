@@ -78,18 +78,21 @@ def test_nonfinite_step_leaves_the_state_unchanged():
     assert not np.isfinite(np.asarray(new.meta_params["head"]["bias"])).all()
 
 
-def test_scan_steps_equals_repeated_single_steps():
+def test_scan_steps_equals_repeated_single_steps_and_any_chunking():
     step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
-    run = jmeta.scan_steps(step.update, SAMPLE, 3)
     key = jax.random.key(5)
-    scanned, metrics = run(step.init(mlp_init(jax.random.key(0))), key)
+    scanned, metrics = jmeta.scan_steps(step.update, SAMPLE, 4)(step.init(mlp_init(jax.random.key(0))), key)
     state = step.init(mlp_init(jax.random.key(0)))
     single = jax.jit(step.update)
-    for k in jax.random.split(key, 3):
-        task_key, step_key = jax.random.split(k)
+    for s in range(4):
+        task_key, step_key = jax.random.split(jax.random.fold_in(key, s))
         state, _ = single(state, SAMPLE(task_key), step_key)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), scanned, state)
-    assert metrics["loss"].shape == (3,)
+    assert metrics["loss"].shape == (4,)
+    run2 = jmeta.scan_steps(step.update, SAMPLE, 2)
+    chunked, _ = run2(*[step.init(mlp_init(jax.random.key(0))), key])
+    chunked, _ = run2(chunked, key)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), scanned, chunked)
 
 
 @pytest.mark.standard_promotion  # optax.adam
