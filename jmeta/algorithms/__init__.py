@@ -1,9 +1,16 @@
-"""Meta-learning algorithms, each a builder returning a :class:`~jmeta.MetaLearner`."""
+"""Meta-learning algorithms, each a builder returning a :class:`~jmeta.MetaLearner`.
+
+Gradient-based (an inner optimisation loop): :func:`maml`, :func:`fomaml`,
+:func:`meta_sgd`, :func:`anil`, :func:`boil`, :func:`reptile`, :func:`imaml`,
+:func:`cavia`. Metric-based (a classifier fitted in closed form on embeddings):
+:func:`protonet`, :func:`matching_net`, :func:`r2d2`. See ``docs/algorithms.md``.
+"""
 
 from jmeta.algorithms.anil import anil, boil
 from jmeta.algorithms.gradient_based import WithReference, gradient_based_learner
 from jmeta.algorithms.maml import fomaml, maml
 from jmeta.algorithms.meta_sgd import MetaSGDParams, meta_sgd, scale_by_learning_rates
+from jmeta.algorithms.reptile import reptile
 
 __all__ = [
     "MetaSGDParams",
@@ -14,5 +21,6 @@ __all__ = [
     "gradient_based_learner",
     "maml",
     "meta_sgd",
+    "reptile",
     "scale_by_learning_rates",
 ]
