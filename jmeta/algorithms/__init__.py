@@ -8,6 +8,7 @@ Gradient-based (an inner optimisation loop): :func:`maml`, :func:`fomaml`,
 
 from jmeta.algorithms.anil import anil, boil
 from jmeta.algorithms.gradient_based import WithReference, gradient_based_learner
+from jmeta.algorithms.imaml import imaml, proximal_solver
 from jmeta.algorithms.maml import fomaml, maml
 from jmeta.algorithms.meta_sgd import MetaSGDParams, meta_sgd, scale_by_learning_rates
 from jmeta.algorithms.reptile import reptile
@@ -19,8 +20,10 @@ __all__ = [
     "boil",
     "fomaml",
     "gradient_based_learner",
+    "imaml",
     "maml",
     "meta_sgd",
+    "proximal_solver",
     "reptile",
     "scale_by_learning_rates",
 ]
