@@ -7,6 +7,7 @@ Gradient-based (an inner optimisation loop): :func:`maml`, :func:`fomaml`,
 """
 
 from jmeta.algorithms.anil import anil, boil
+from jmeta.algorithms.cavia import ContextParams, cavia, concat_context
 from jmeta.algorithms.gradient_based import WithReference, gradient_based_learner
 from jmeta.algorithms.imaml import imaml, proximal_solver
 from jmeta.algorithms.maml import fomaml, maml
@@ -14,10 +15,13 @@ from jmeta.algorithms.meta_sgd import MetaSGDParams, meta_sgd, scale_by_learning
 from jmeta.algorithms.reptile import reptile
 
 __all__ = [
+    "ContextParams",
     "MetaSGDParams",
     "WithReference",
     "anil",
     "boil",
+    "cavia",
+    "concat_context",
     "fomaml",
     "gradient_based_learner",
     "imaml",
