@@ -12,11 +12,15 @@ from jmeta.algorithms.gradient_based import WithReference, gradient_based_learne
 from jmeta.algorithms.imaml import imaml, proximal_solver
 from jmeta.algorithms.maml import fomaml, maml
 from jmeta.algorithms.meta_sgd import MetaSGDParams, meta_sgd, scale_by_learning_rates
+from jmeta.algorithms.metric_based import FittedClassifier, MetricParams, metric_learner
+from jmeta.algorithms.protonet import protonet
 from jmeta.algorithms.reptile import reptile
 
 __all__ = [
     "ContextParams",
+    "FittedClassifier",
     "MetaSGDParams",
+    "MetricParams",
     "WithReference",
     "anil",
     "boil",
@@ -27,6 +31,8 @@ __all__ = [
     "imaml",
     "maml",
     "meta_sgd",
+    "metric_learner",
+    "protonet",
     "proximal_solver",
     "reptile",
     "scale_by_learning_rates",
