@@ -11,6 +11,7 @@ from jmeta.algorithms.cavia import ContextParams, cavia, concat_context
 from jmeta.algorithms.gradient_based import WithReference, gradient_based_learner
 from jmeta.algorithms.imaml import imaml, proximal_solver
 from jmeta.algorithms.maml import fomaml, maml
+from jmeta.algorithms.matching import matching_net
 from jmeta.algorithms.meta_sgd import MetaSGDParams, meta_sgd, scale_by_learning_rates
 from jmeta.algorithms.metric_based import FittedClassifier, MetricParams, metric_learner
 from jmeta.algorithms.protonet import protonet
@@ -30,6 +31,7 @@ __all__ = [
     "gradient_based_learner",
     "imaml",
     "maml",
+    "matching_net",
     "meta_sgd",
     "metric_learner",
     "protonet",
