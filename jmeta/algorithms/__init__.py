@@ -15,6 +15,7 @@ from jmeta.algorithms.matching import matching_net
 from jmeta.algorithms.meta_sgd import MetaSGDParams, meta_sgd, scale_by_learning_rates
 from jmeta.algorithms.metric_based import FittedClassifier, MetricParams, metric_learner
 from jmeta.algorithms.protonet import protonet
+from jmeta.algorithms.r2d2 import r2d2, ridge_weights
 from jmeta.algorithms.reptile import reptile
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "metric_learner",
     "protonet",
     "proximal_solver",
+    "r2d2",
     "reptile",
+    "ridge_weights",
     "scale_by_learning_rates",
 ]
