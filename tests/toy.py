@@ -101,3 +101,9 @@ def clusters_accuracy_before_and_after(learner, steps=100, train_ways=10, test_w
     )
     losses = metrics["loss"]
     return before, float(score(state.meta_params)), float(losses[:10].mean()), float(losses[-10:].mean())
+
+
+def meta_gradient_temp_bytes(learner, meta_params, task):
+    """Temporary memory XLA allocates for the compiled meta-gradient of one task."""
+    grad = jax.jit(jax.grad(lambda p: learner.meta_loss(p, task)[0]))
+    return grad.lower(meta_params).compile().memory_analysis().temp_size_in_bytes

@@ -27,10 +27,10 @@ def test_meta_step_and_evaluation_contract(builder):
     learner = builder(embed_apply, num_classes=5)
     meta_params = learner.init(embed_init(jax.random.key(0)))
     assert isinstance(meta_params, MetricParams)
-    tasks = jmeta.tasks.sample_tasks(clusters_task, jax.random.key(1), 3)
+    tasks = jax.jit(lambda k: jmeta.tasks.sample_tasks(clusters_task, k, 3))(jax.random.key(1))
     loss, metrics = jax.jit(lambda p: jmeta.batched_meta_loss(learner, p, tasks, jax.random.key(2)))(meta_params)
     assert set(metrics) == {"loss", "accuracy"} and loss.dtype == jnp.float32
-    per_task = jmeta.evaluate_tasks(learner, meta_params, tasks, jax.random.key(2))
+    per_task = jax.jit(lambda p: jmeta.evaluate_tasks(learner, p, tasks, jax.random.key(2)))(meta_params)
     np.testing.assert_allclose(per_task["loss"].mean(), loss, rtol=1e-5)
     assert isinstance(learner.adapt(meta_params, jax.tree.map(lambda a: a[0], tasks.support)), FittedClassifier)
 
