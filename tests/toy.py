@@ -75,6 +75,11 @@ def numpy_embed(params, x):
     return np.tanh(np.asarray(x, np.float64) @ w0) @ w1
 
 
+def numpy_unit(v):
+    """Rows scaled to unit Euclidean length."""
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
 def numpy_cross_entropy(logits, labels):
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -99,8 +104,9 @@ def clusters_accuracy_before_and_after(learner, steps=100, train_ways=10, test_w
     state, metrics = jmeta.scan_steps(step.update, sample, steps)(
         step.init(jax.tree.map(jnp.copy, meta_params)), jax.random.key(1)
     )
+    after = float(score(state.meta_params))
     losses = metrics["loss"]
-    return before, float(score(state.meta_params)), float(losses[:10].mean()), float(losses[-10:].mean())
+    return before, after, float(losses[:10].mean()), float(losses[-10:].mean())
 
 
 def meta_gradient_temp_bytes(learner, meta_params, task):

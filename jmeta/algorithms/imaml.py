@@ -56,11 +56,15 @@ def imaml(
     The meta-gradient solves this system with ``cg_steps`` of conjugate
     gradient on Hessian-vector products at the adapted parameters; the inner
     loop itself is never differentiated, so memory does not grow with
-    ``num_steps``. CG assumes :math:`I + H/\lambda` is positive definite
-    (true for convex support losses; for networks choose :math:`\lambda` large
-    enough, as the paper does). The gradient is exact when the inner problem
-    is solved exactly and CG converges; otherwise it is the paper's
-    approximation.
+    ``num_steps``. The gradient is exact when the inner problem is solved
+    exactly and CG converges; otherwise it is the paper's approximation.
+
+    Two constraints: CG assumes :math:`I + H/\lambda` is positive definite,
+    so :math:`\lambda` must exceed the most negative eigenvalue of the support
+    Hessian (any :math:`\lambda > 0` for convex support losses); and inner SGD
+    steps must satisfy ``inner_lr < 2 / (L + lam)`` with :math:`L` the largest
+    eigenvalue, or the inner loop diverges. Forward-mode differentiation of
+    ``meta_loss`` is not supported (the implicit gradient is a custom VJP).
 
     Args:
       apply_fn, loss_fn: as in :func:`~jmeta.maml`.
@@ -90,8 +94,7 @@ def imaml(
       >>> task = jmeta.tasks.sinusoid(jax.random.key(1))
       >>> meta_grad = jax.grad(lambda t: learner.meta_loss(t, task, None)[0])(theta)
     """
-    if not lam > 0:
-        raise ValueError(f"lam must be > 0; got {lam}.")
+    solver = proximal_solver(lam, cg_steps=cg_steps, cg_tol=cg_tol)
     optimizer = resolve_inner_optimizer(inner_lr, inner_optimizer)
     return gradient_based_learner(
         apply_fn,
@@ -104,7 +107,7 @@ def imaml(
         adapt_params=None,
         transductive=transductive,
         metrics=metrics,
-        inner_solver=proximal_solver(lam, cg_steps=cg_steps, cg_tol=cg_tol),
+        inner_solver=solver,
     )
 
 
@@ -118,6 +121,8 @@ def proximal_solver(lam: float, *, cg_steps: int = 5, cg_tol: float = 1e-6) -> C
     products :math:`Hu` of the support loss at :math:`\phi`. The support batch
     gets no cotangent.
     """
+    if not lam > 0:
+        raise ValueError(f"lam must be > 0; got {lam}.")
     cg_steps = check_positive_int("cg_steps", cg_steps)
 
     def solve(

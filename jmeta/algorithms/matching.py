@@ -77,7 +77,7 @@ def matching_net(
 
     return metric_learner(
         embed_fn,
-        classifier=initial,
+        classifier_init=initial,
         fit=fit,
         logits=logits,
         num_classes=num_classes,

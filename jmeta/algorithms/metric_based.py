@@ -63,7 +63,7 @@ class FittedClassifier(NamedTuple):
 def metric_learner(
     embed_fn: Callable[[Params, Array], Array],
     *,
-    classifier: Mapping[str, float],
+    classifier_init: Mapping[str, float],
     fit: Callable[[dict, Array, Array], Any],
     logits: Callable[[dict, Any, Array], Array],
     num_classes: int | None,
@@ -74,8 +74,8 @@ def metric_learner(
 
     Args:
       embed_fn: ``(params, x [n, ...]) -> embeddings [n, D]``.
-      classifier: initial values of the learned scalars (``{}`` for none);
-        they take the dtype of the embedding parameters.
+      classifier_init: initial values of the learned scalars (``{}`` for
+        none); they are float32 (float64 for a float64 embedding network).
       fit: ``(classifier, support_embeddings, one_hot) -> state``.
       logits: ``(classifier, state, query_embeddings) -> [m, N]``.
       num_classes, shots: exactly one; see the module docstring.
@@ -90,7 +90,7 @@ def metric_learner(
     """
     ways = _num_classes_rule(num_classes, shots)
     metric_fns = {"accuracy": accuracy, **dict(metrics or {})}
-    initial = dict(classifier)
+    initial = dict(classifier_init)
 
     def init(params: Params) -> MetricParams:
         dtype = _scalar_dtype(params)

@@ -95,7 +95,7 @@ def protonet(
 
     return metric_learner(
         embed_fn,
-        classifier=initial,
+        classifier_init=initial,
         fit=fit,
         logits=logits,
         num_classes=num_classes,

@@ -80,7 +80,7 @@ def r2d2(
 
     return metric_learner(
         embed_fn,
-        classifier={**lam_init, **scale_init, "bias": bias},
+        classifier_init={**lam_init, **scale_init, "bias": bias},
         fit=fit,
         logits=logits,
         num_classes=num_classes,

@@ -50,7 +50,9 @@ def test_meta_gradient_matches_plain_jax(x64, first_order):
     grads = jax.jit(jax.grad(lambda t: lr.meta_loss(t, task)[0]))(theta)
     reference = functools.partial(reference_meta_loss, lr=0.5, steps=3, first_order=first_order)
     expected = jax.jit(jax.grad(reference))(theta, task)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), grads, expected)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), grads, expected
+    )
 
 
 def test_meta_gradient_matches_finite_differences(x64):
@@ -58,7 +60,13 @@ def test_meta_gradient_matches_finite_differences(x64):
     task = tanh_task(jax.random.key(3))
     lr = learner(inner_lr=0.5, num_steps=2)
     check_grads(
-        jax.jit(lambda t: lr.meta_loss(t, task)[0]), (theta,), order=1, modes=["rev"], atol=1e-6, rtol=1e-6, eps=1e-6
+        jax.jit(lambda t: lr.meta_loss(t, task)[0]),
+        (theta,),
+        order=1,
+        modes=["rev"],
+        atol=1e-6,
+        rtol=1e-6,
+        eps=1e-6,
     )
 
 
@@ -72,7 +80,9 @@ def test_only_the_context_adapts_and_it_starts_at_zero():
     jax.tree.map(np.testing.assert_array_equal, adapted.params, theta)
     assert adapted.context.shape == (CONTEXT,) and np.abs(adapted.context).sum() > 0
     np.testing.assert_array_equal(adapt(theta, task.support, None, 0).context, np.zeros(CONTEXT))
-    assert jax.tree.structure(lr.init(theta)) == jax.tree.structure(theta)  # the context is not meta-learned
+    assert jax.tree.structure(lr.init(theta)) == jax.tree.structure(
+        theta
+    )  # the context is not meta-learned
 
 
 def test_concat_context_appends_the_context_to_every_row():

@@ -32,7 +32,9 @@ def test_inner_solver_replaces_the_inner_loop():
     def halve(support_loss, params, optimizer, support, num_steps):
         calls.append(num_steps)
         loss = support_loss(params, support)
-        return InnerLoopResult(jax.tree.map(lambda p: 0.5 * p, params), jnp.full((num_steps,), loss))
+        return InnerLoopResult(
+            jax.tree.map(lambda p: 0.5 * p, params), jnp.full((num_steps,), loss)
+        )
 
     learner = build(inner_solver=halve)
     theta = mlp_init(jax.random.key(0))
@@ -40,7 +42,9 @@ def test_inner_solver_replaces_the_inner_loop():
     adapted = jax.jit(learner.adapt)(theta, task.support)
     jax.tree.map(lambda a, t: np.testing.assert_array_equal(a, 0.5 * t), adapted, theta)
     loss, metrics = jax.jit(learner.meta_loss)(theta, task)
-    np.testing.assert_allclose(loss, jmeta.losses.mse(mlp_apply(adapted, task.query.x), task.query.y), rtol=1e-6)
+    np.testing.assert_allclose(
+        loss, jmeta.losses.mse(mlp_apply(adapted, task.query.x), task.query.y), rtol=1e-6
+    )
     np.testing.assert_allclose(
         metrics["inner_loss_first"],
         jmeta.losses.mse(mlp_apply(theta, task.support.x), task.support.y),
@@ -49,7 +53,9 @@ def test_inner_solver_replaces_the_inner_loop():
     assert calls == [2, 2]
 
 
-@pytest.mark.parametrize("option", [{"first_order": True}, {"remat": True}, {"adapt_params": lambda p: True}])
+@pytest.mark.parametrize(
+    "option", [{"first_order": True}, {"remat": True}, {"adapt_params": lambda p: True}]
+)
 def test_inner_solver_rejects_options_of_the_default_loop(option):
     with pytest.raises(ValueError, match="with an inner_solver leave them"):
         build(inner_solver=lambda *args: None, **option)

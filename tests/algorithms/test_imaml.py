@@ -37,9 +37,13 @@ def test_linear_regression_matches_the_exact_proximal_gradient(x64):
     task = linear_task(rng)
     theta = rng.normal(size=(4, 1))
     lam = 2.0
-    learner = imaml(linear, half_mse, lam=lam, inner_lr=0.2, num_steps=150, cg_steps=4, cg_tol=1e-14)
+    learner = imaml(
+        linear, half_mse, lam=lam, inner_lr=0.2, num_steps=150, cg_steps=4, cg_tol=1e-14
+    )
     jtask = jax.tree.map(jnp.asarray, task)
-    grad, metrics = jax.jit(jax.grad(lambda t: learner.meta_loss(t, jtask), has_aux=True))(jnp.asarray(theta))
+    grad, metrics = jax.jit(jax.grad(lambda t: learner.meta_loss(t, jtask), has_aux=True))(
+        jnp.asarray(theta)
+    )
 
     (xs, ys), (xq, yq) = task
     a, b = xs.T @ xs / len(xs), xs.T @ ys / len(xs)
@@ -67,16 +71,25 @@ def test_conjugate_gradient_matches_a_dense_solve(x64):
     lam = 1.0
     flat, unravel = ravel_pytree(theta)
     learner = imaml(
-        mlp_apply, jmeta.losses.mse, lam=lam, inner_lr=0.1, num_steps=5, cg_steps=3 * flat.size, cg_tol=1e-14
+        mlp_apply,
+        jmeta.losses.mse,
+        lam=lam,
+        inner_lr=0.1,
+        num_steps=5,
+        cg_steps=3 * flat.size,
+        cg_tol=1e-14,
     )
 
     @jax.jit
     def implicit_and_dense(theta):
         grad = ravel_pytree(jax.grad(lambda t: learner.meta_loss(t, task)[0])(theta))[0]
         phi = ravel_pytree(learner.adapt(theta, task.support))[0]
-        support = lambda f: jmeta.losses.mse(mlp_apply(unravel(f), task.support.x), task.support.y)  # noqa: E731
-        query = lambda f: jmeta.losses.mse(mlp_apply(unravel(f), task.query.x), task.query.y)  # noqa: E731
-        return grad, jnp.eye(flat.size) + jax.hessian(support)(phi) / lam, jax.grad(query)(phi)
+
+        def loss(flat_params, batch):
+            return jmeta.losses.mse(mlp_apply(unravel(flat_params), batch.x), batch.y)
+
+        hessian = jax.hessian(loss)(phi, task.support)
+        return grad, jnp.eye(flat.size) + hessian / lam, jax.grad(loss)(phi, task.query)
 
     grad, system, outer = map(np.asarray, implicit_and_dense(theta))
     assert np.linalg.eigvalsh(system).min() > 0.1  # CG's assumption: positive definite
@@ -88,9 +101,17 @@ def test_converged_meta_gradient_matches_finite_differences(x64):
     # derivative of L_q(phi*(theta)), which finite differences of the solver measure.
     theta = mlp_init(jax.random.key(2), sizes=(2, 4, 1), dtype=jnp.float64)
     task = tanh_task(jax.random.key(3))
-    learner = imaml(mlp_apply, jmeta.losses.mse, lam=2.0, inner_lr=0.1, num_steps=300, cg_steps=60, cg_tol=1e-14)
+    learner = imaml(
+        mlp_apply, jmeta.losses.mse, lam=2.0, inner_lr=0.1, num_steps=300, cg_steps=60, cg_tol=1e-14
+    )
     check_grads(
-        jax.jit(lambda t: learner.meta_loss(t, task)[0]), (theta,), order=1, modes=["rev"], atol=1e-6, rtol=1e-6, eps=1e-6
+        jax.jit(lambda t: learner.meta_loss(t, task)[0]),
+        (theta,),
+        order=1,
+        modes=["rev"],
+        atol=1e-6,
+        rtol=1e-6,
+        eps=1e-6,
     )
 
 
@@ -102,7 +123,9 @@ def test_batched_meta_gradient_is_the_mean_of_per_task_gradients(x64):
     batch = jax.tree.map(lambda *a: jnp.stack(a), *tasks)
     grads, _ = jax.jit(lambda t: jmeta.meta_gradient(learner, t, batch, jax.random.key(0)))(theta)
     per_task = jax.jit(jax.grad(lambda t, task: learner.meta_loss(t, task)[0]))
-    np.testing.assert_allclose(grads, np.mean([per_task(theta, t) for t in tasks], axis=0), rtol=1e-10)
+    np.testing.assert_allclose(
+        grads, np.mean([per_task(theta, t) for t in tasks], axis=0), rtol=1e-10
+    )
 
 
 def test_memory_does_not_grow_with_inner_steps():
@@ -111,10 +134,13 @@ def test_memory_does_not_grow_with_inner_steps():
     theta = mlp_init(jax.random.key(0), sizes=(1, 64, 64, 1))
     task = jmeta.tasks.sinusoid(jax.random.key(1), num_support=50)
     temp = {
-        k: meta_gradient_temp_bytes(imaml(mlp_apply, jmeta.losses.mse, lam=1.0, inner_lr=0.1, num_steps=k), theta, task)
+        k: meta_gradient_temp_bytes(
+            imaml(mlp_apply, jmeta.losses.mse, lam=1.0, inner_lr=0.1, num_steps=k), theta, task
+        )
         for k in (2, 20)
     }
     assert temp[2] == temp[20], temp
+
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="lam must be > 0"):

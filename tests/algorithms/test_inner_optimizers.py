@@ -33,7 +33,9 @@ def task_with_a_dead_feature():
     rng = np.random.default_rng(0)
     xs, xq = rng.normal(size=(6, 3)), rng.normal(size=(5, 3))
     xs[:, 0] = 0.0
-    task = jmeta.Task(jmeta.Batch(xs, rng.normal(size=(6, 1))), jmeta.Batch(xq, rng.normal(size=(5, 1))))
+    task = jmeta.Task(
+        jmeta.Batch(xs, rng.normal(size=(6, 1))), jmeta.Batch(xq, rng.normal(size=(5, 1)))
+    )
     return jax.tree.map(jnp.asarray, task), jnp.asarray(rng.normal(size=(3, 1)))
 
 

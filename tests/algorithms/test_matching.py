@@ -14,12 +14,12 @@ from toy import (
     embed_init,
     numpy_cross_entropy,
     numpy_embed,
+    numpy_unit,
 )
 
 
 def numpy_log_probs(params, support, x, ways, scale):
-    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
-    sim = scale * unit(numpy_embed(params, x)) @ unit(numpy_embed(params, support.x)).T
+    sim = scale * numpy_unit(numpy_embed(params, x)) @ numpy_unit(numpy_embed(params, support.x)).T
     attention = np.exp(sim - sim.max(axis=1, keepdims=True))
     attention /= attention.sum(axis=1, keepdims=True)  # softmax over support examples
     one_hot = np.eye(ways)[np.asarray(support.y)]
@@ -32,12 +32,16 @@ def test_log_probabilities_match_numpy(x64, scale):
     task = clusters_task(jax.random.key(1), ways=4, shots=3, queries=2)
     learner = matching_net(embed_apply, num_classes=4, scale=scale)
     meta_params = learner.init(params)
-    logits = jax.jit(lambda p, t: learner.predict(learner.adapt(p, t.support), t.query.x))(meta_params, task)
+    logits = jax.jit(lambda p, t: learner.predict(learner.adapt(p, t.support), t.query.x))(
+        meta_params, task
+    )
     expected = numpy_log_probs(params, task.support, task.query.x, 4, scale)
     np.testing.assert_allclose(logits, expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.exp(logits).sum(axis=1), 1.0, rtol=1e-12)
     loss, _ = jax.jit(learner.meta_loss)(meta_params, task)
-    np.testing.assert_allclose(loss, numpy_cross_entropy(expected, np.asarray(task.query.y)), rtol=1e-10)
+    np.testing.assert_allclose(
+        loss, numpy_cross_entropy(expected, np.asarray(task.query.y)), rtol=1e-10
+    )
 
 
 def test_meta_gradient_matches_finite_differences(x64):
@@ -59,6 +63,8 @@ def test_meta_gradient_matches_finite_differences(x64):
 def test_learns_gaussian_clusters_with_more_ways_in_training():
     learner = matching_net(embed_apply, shots=2, scale=10.0, learn_scale=True)
     before, after, first, last = clusters_accuracy_before_and_after(learner)
-    print(f"matching_net: 5-way accuracy {before:.3f} -> {after:.3f}, loss {first:.3f} -> {last:.3f}")
+    print(
+        f"matching_net: 5-way accuracy {before:.3f} -> {after:.3f}, loss {first:.3f} -> {last:.3f}"
+    )
     assert after > 0.85 and after > before + 0.3, (before, after)
     assert last < 0.5 * first, (first, last)

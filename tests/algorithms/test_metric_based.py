@@ -28,11 +28,17 @@ def test_meta_step_and_evaluation_contract(builder):
     meta_params = learner.init(embed_init(jax.random.key(0)))
     assert isinstance(meta_params, MetricParams)
     tasks = jax.jit(lambda k: jmeta.tasks.sample_tasks(clusters_task, k, 3))(jax.random.key(1))
-    loss, metrics = jax.jit(lambda p: jmeta.batched_meta_loss(learner, p, tasks, jax.random.key(2)))(meta_params)
+    loss, metrics = jax.jit(
+        lambda p: jmeta.batched_meta_loss(learner, p, tasks, jax.random.key(2))
+    )(meta_params)
     assert set(metrics) == {"loss", "accuracy"} and loss.dtype == jnp.float32
-    per_task = jax.jit(lambda p: jmeta.evaluate_tasks(learner, p, tasks, jax.random.key(2)))(meta_params)
+    per_task = jax.jit(lambda p: jmeta.evaluate_tasks(learner, p, tasks, jax.random.key(2)))(
+        meta_params
+    )
     np.testing.assert_allclose(per_task["loss"].mean(), loss, rtol=1e-5)
-    assert isinstance(learner.adapt(meta_params, jax.tree.map(lambda a: a[0], tasks.support)), FittedClassifier)
+    assert isinstance(
+        learner.adapt(meta_params, jax.tree.map(lambda a: a[0], tasks.support)), FittedClassifier
+    )
 
 
 def test_exactly_one_of_num_classes_or_shots():
@@ -67,5 +73,7 @@ def test_low_precision_embeddings_are_scored_in_float32():
 
 
 def test_learned_scalars_follow_float64_parameters(x64):
-    meta_params = r2d2(embed_apply, num_classes=5).init(embed_init(jax.random.key(0), dtype=jnp.float64))
+    meta_params = r2d2(embed_apply, num_classes=5).init(
+        embed_init(jax.random.key(0), dtype=jnp.float64)
+    )
     assert all(v.dtype == jnp.float64 for v in meta_params.classifier.values())

@@ -14,6 +14,7 @@ from toy import (
     embed_init,
     numpy_cross_entropy,
     numpy_embed,
+    numpy_unit,
 )
 
 
@@ -23,11 +24,12 @@ def numpy_logits(params, support, x, ways, distance, scale):
     prototypes = np.stack([emb_s[labels == k].mean(axis=0) for k in range(ways)])
     if distance == "euclidean":
         return -scale * ((emb_q[:, None, :] - prototypes[None, :, :]) ** 2).sum(-1)
-    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
-    return scale * unit(emb_q) @ unit(prototypes).T
+    return scale * numpy_unit(emb_q) @ numpy_unit(prototypes).T
 
 
-@pytest.mark.parametrize("distance, scale", [("euclidean", 1.0), ("euclidean", 0.5), ("cosine", 10.0)])
+@pytest.mark.parametrize(
+    "distance, scale", [("euclidean", 1.0), ("euclidean", 0.5), ("cosine", 10.0)]
+)
 def test_logits_and_loss_match_numpy(x64, distance, scale):
     params = embed_init(jax.random.key(0), dtype=jnp.float64)
     task = clusters_task(jax.random.key(1), ways=4, shots=3, queries=2)
@@ -39,10 +41,16 @@ def test_logits_and_loss_match_numpy(x64, distance, scale):
     np.testing.assert_allclose(logits, expected, rtol=1e-10, atol=1e-10)
     labels = np.asarray(task.support.y)
     emb = numpy_embed(params, task.support.x)
-    np.testing.assert_allclose(adapted.state, [emb[labels == k].mean(0) for k in range(4)], rtol=1e-12)
+    np.testing.assert_allclose(
+        adapted.state, [emb[labels == k].mean(0) for k in range(4)], rtol=1e-12
+    )
     loss, metrics = jax.jit(learner.meta_loss)(meta_params, task)
-    np.testing.assert_allclose(loss, numpy_cross_entropy(expected, np.asarray(task.query.y)), rtol=1e-10)
-    np.testing.assert_allclose(metrics["accuracy"], np.mean(expected.argmax(1) == np.asarray(task.query.y)))
+    np.testing.assert_allclose(
+        loss, numpy_cross_entropy(expected, np.asarray(task.query.y)), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        metrics["accuracy"], np.mean(expected.argmax(1) == np.asarray(task.query.y))
+    )
 
 
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])

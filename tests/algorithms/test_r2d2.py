@@ -22,7 +22,9 @@ def test_woodbury_form_equals_the_direct_ridge_solution(x64, n, d):
     rng = np.random.default_rng(n)
     x, y, lam = rng.normal(size=(n, d)), rng.normal(size=(n, 3)), 0.7
     direct = jnp.linalg.solve(x.T @ x + lam * jnp.eye(d), x.T @ y)
-    np.testing.assert_allclose(ridge_weights(jnp.asarray(x), jnp.asarray(y), lam), direct, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        ridge_weights(jnp.asarray(x), jnp.asarray(y), lam), direct, rtol=1e-10, atol=1e-12
+    )
 
 
 def test_logits_and_loss_match_numpy(x64):
@@ -30,7 +32,9 @@ def test_logits_and_loss_match_numpy(x64):
     task = clusters_task(jax.random.key(1), ways=4, shots=3, queries=2)
     learner = r2d2(embed_apply, num_classes=4, lam=0.5, scale=3.0, bias=0.25)
     meta_params = learner.init(params)
-    logits = jax.jit(lambda p, t: learner.predict(learner.adapt(p, t.support), t.query.x))(meta_params, task)
+    logits = jax.jit(lambda p, t: learner.predict(learner.adapt(p, t.support), t.query.x))(
+        meta_params, task
+    )
 
     x = numpy_embed(params, task.support.x)
     y = np.eye(4)[np.asarray(task.support.y)]
@@ -38,7 +42,9 @@ def test_logits_and_loss_match_numpy(x64):
     expected = 3.0 * numpy_embed(params, task.query.x) @ w + 0.25
     np.testing.assert_allclose(logits, expected, rtol=1e-9, atol=1e-10)
     loss, _ = jax.jit(learner.meta_loss)(meta_params, task)
-    np.testing.assert_allclose(loss, numpy_cross_entropy(expected, np.asarray(task.query.y)), rtol=1e-9)
+    np.testing.assert_allclose(
+        loss, numpy_cross_entropy(expected, np.asarray(task.query.y)), rtol=1e-9
+    )
 
 
 def test_meta_gradient_matches_finite_differences(x64):

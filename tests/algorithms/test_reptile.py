@@ -41,12 +41,17 @@ def test_meta_gradient_is_theta_minus_adapted(x64, inner_data):
     theta = rng.normal(size=(3, 1))
     learner = reptile(linear, half_mse, inner_lr=0.3, num_steps=4, inner_data=inner_data)
     jtask = jax.tree.map(jnp.asarray, task)
-    grad, metrics = jax.grad(lambda t: learner.meta_loss(t, jtask), has_aux=True)(jnp.asarray(theta))
+    grad, metrics = jax.grad(lambda t: learner.meta_loss(t, jtask), has_aux=True)(
+        jnp.asarray(theta)
+    )
 
     if inner_data == "support":
         x, y = task.support
     else:
-        x, y = np.concatenate([task.support.x, task.query.x]), np.concatenate([task.support.y, task.query.y])
+        x, y = (
+            np.concatenate([task.support.x, task.query.x]),
+            np.concatenate([task.support.y, task.query.y]),
+        )
     phi = numpy_sgd(theta, x, y, 0.3, 4)
     np.testing.assert_allclose(grad, theta - phi, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(metrics["surrogate"], 0.5 * np.sum((theta - phi) ** 2), rtol=1e-12)
@@ -75,15 +80,20 @@ def test_memory_does_not_grow_with_inner_steps():
     theta = mlp_init(jax.random.key(0), sizes=(1, 64, 64, 1))
     task = jmeta.tasks.sinusoid(jax.random.key(1), num_support=50)
     temp = {
-        k: meta_gradient_temp_bytes(reptile(mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=k), theta, task)
+        k: meta_gradient_temp_bytes(
+            reptile(mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=k), theta, task
+        )
         for k in (2, 20)
     }
     assert temp[2] == temp[20], temp
     maml = {
-        k: meta_gradient_temp_bytes(jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=k), theta, task)
+        k: meta_gradient_temp_bytes(
+            jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=k), theta, task
+        )
         for k in (2, 20)
     }
     assert maml[20] > 2 * maml[2], maml
+
 
 def test_adapt_and_evaluate_use_the_support_set_like_maml():
     theta = mlp_init(jax.random.key(0))
@@ -91,7 +101,9 @@ def test_adapt_and_evaluate_use_the_support_set_like_maml():
     a = reptile(mlp_apply, jmeta.losses.mse, inner_lr=0.05, num_steps=3, inner_data="support+query")
     b = jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.05, num_steps=3)
     adapt = jax.jit(lambda learner, t, s: learner.adapt(t, s), static_argnums=0)
-    jax.tree.map(np.testing.assert_array_equal, adapt(a, theta, task.support), adapt(b, theta, task.support))
+    jax.tree.map(
+        np.testing.assert_array_equal, adapt(a, theta, task.support), adapt(b, theta, task.support)
+    )
     assert set(jax.eval_shape(a.evaluate, theta, task, None)) == {"loss", "loss_before"}
 
 
