@@ -110,6 +110,7 @@ class PlainJaxStep:
         params: Params,
         batch: TaskBatch,
         device: jax.Device,
+        compiler_options: dict[str, Any] | None = None,
     ) -> None:
         self.peer = PEER
         self.workload = workload
@@ -129,8 +130,8 @@ class PlainJaxStep:
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
 
-        self._step = jax.jit(step)
-        self._value_and_grad = jax.jit(value_and_grad)
+        self._step = jax.jit(step, compiler_options=compiler_options)
+        self._value_and_grad = jax.jit(value_and_grad, compiler_options=compiler_options)
 
     def __call__(self) -> None:
         self.params, self.opt_state, loss = self._step(self.params, self.opt_state, self.batch)
@@ -155,9 +156,14 @@ def build(
     dtype: str = "float32",
     params: Params | None = None,
     batch: TaskBatch | None = None,
+    compiler_options: dict[str, Any] | None = None,
 ) -> PlainJaxStep:
-    """Build the plain-JAX meta-step (see :class:`benchmarks.peers.base.Builder`)."""
+    """Build the plain-JAX meta-step (see :class:`benchmarks.peers.base.Builder`).
+
+    ``compiler_options`` go to ``jax.jit``; the benchmark leaves them unset
+    (tests lower XLA:CPU's optimisation level to save compile time).
+    """
     _check_dtype(dtype)
     params = init_params(workload, seed, dtype) if params is None else params
     batch = make_batch(workload, batch_size, seed, dtype) if batch is None else batch
-    return PlainJaxStep(workload, params, batch, resolve_device(device))
+    return PlainJaxStep(workload, params, batch, resolve_device(device), compiler_options)
