@@ -6,7 +6,7 @@ functions built by a lowercase builder (:func:`maml`, :func:`meta_sgd`, ...).
 whole by :func:`jit_step` or :func:`scan_steps`.
 """
 
-from jmeta import algorithms, losses, params, tasks
+from jmeta import algorithms, datasets, losses, models, params, tasks
 from jmeta.algorithms import (
     anil,
     boil,
@@ -47,6 +47,7 @@ __all__ = [
     "Model",
     "Task",
     "algorithms",
+    "datasets",
     "anil",
     "batched_meta_loss",
     "boil",
@@ -61,6 +62,7 @@ __all__ = [
     "maml",
     "matching_net",
     "mean_ci",
+    "models",
     "meta_gradient",
     "meta_sgd",
     "meta_train_step",

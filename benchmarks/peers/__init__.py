@@ -21,6 +21,7 @@ from benchmarks.peers.base import Builder, MetaStep
 
 #: Every peer, in report order: name -> module under ``benchmarks.peers``.
 PEERS: tuple[str, ...] = (
+    "jmeta",
     "plain_jax",
     "torch_loop",
     "torch_higher",

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "first_order": workload.first_order,
         "dtype": args.dtype,
         "threads": args.threads,
+        "options": args.option,
     }
     try:
         builder = get_builder(args.peer)
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if args.threads is not None and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(args.threads)
-        step = builder(workload, batch, args.device, seed=args.seed, dtype=args.dtype)
+        step = builder(workload, batch, args.device, seed=args.seed, dtype=args.dtype, **args.option)
         timing = time_step(step, warmup=args.warmup, repeats=args.repeats)
     except Exception as err:  # report, don't crash the sweep
         text = f"{type(err).__name__}: {err}"
@@ -128,7 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU cores/threads to use (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON record")
+    parser.add_argument(
+        "--option",
+        action="append",
+        type=parse_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="peer-specific option, e.g. --option conv_impl=im2col (jmeta); repeatable",
+    )
     args = parser.parse_args(argv)
+    args.option = dict(args.option)
 
     if args.list:
         from benchmarks.peers import available_peers, skipped_peers
@@ -153,6 +163,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{record['peer']}: {record['status']}: {record.get('reason') or record.get('error')}")
     return 1 if record["status"] in ("error", "oom") else 0
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``"remat=true"`` -> ``("remat", True)``; numbers and booleans are parsed."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    try:
+        return key, int(value)
+    except ValueError:
+        return key, value
 
 
 def workload_label(record: dict[str, Any]) -> str:

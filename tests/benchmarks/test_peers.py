@@ -25,7 +25,8 @@ from benchmarks.peers.workloads import WORKLOADS, Workload, get_workload
 jax = pytest.importorskip("jax")
 pytest.importorskip("optax")
 
-TORCH_PEERS = [name for name in PEERS if name != "plain_jax"]
+JAX_PEERS = ("jmeta", "plain_jax")
+TORCH_PEERS = [name for name in PEERS if name not in JAX_PEERS]
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 NUM_TASKS = 2
 
@@ -114,6 +115,41 @@ def test_peer_matches_plain_jax(peer: str, config: str, first_order: bool) -> No
     assert_grads_close(grads, ref_grads)
 
 
+JMETA_OPTIONS = {
+    "xla": {"conv_impl": "xla"},
+    "im2col": {"conv_impl": "im2col"},
+    "im2col-remat": {"conv_impl": "im2col", "remat": True},
+}
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["2nd", "1st"])
+@pytest.mark.parametrize("config", [*CONFIGS, "conv4-colour"])
+@pytest.mark.parametrize("options", list(JMETA_OPTIONS))
+def test_jmeta_matches_plain_jax(options: str, config: str, first_order: bool) -> None:
+    """jmeta's public API computes the benchmark's step exactly (float64)."""
+    if config == "conv4-colour":  # a 2x2 final feature map checks the head's row order
+        workload = tiny_workload("miniimagenet_5w1s", first_order).replace(input_shape=(32, 32, 3), width=4)
+    else:
+        name, steps = CONFIGS[config]
+        workload = tiny_workload(name, first_order, inner_steps=steps)
+    if workload.model == "mlp" and options != "xla":
+        pytest.skip("conv options do not apply to the MLP")
+    params, batch = canonical_inputs(workload)
+    ref_loss, ref_grads = reference(workload)
+    with jax.enable_x64(True):
+        step = get_builder("jmeta")(
+            workload, NUM_TASKS, "cpu", params=params, batch=batch, dtype="float64", **JMETA_OPTIONS[options]
+        )
+        loss, grads = step.loss_and_grad()
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-10)
+    # jmeta's Conv4 has no bias before BatchNorm; the reference's gradient for it is ~0.
+    for name in ref_grads:
+        if name.startswith("conv") and name.endswith("_b"):
+            np.testing.assert_allclose(ref_grads[name], 0.0, atol=1e-10)
+            grads[name] = ref_grads[name]
+    assert_grads_close(grads, ref_grads)
+
+
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_first_and_second_order_differ(config: str) -> None:
     """The comparison above has teeth: the two orders give different gradients."""
@@ -142,7 +178,7 @@ def test_step_runs_and_updates_params(peer: str) -> None:
 
     On the MLP, which compiles fast; the conv4 maths is covered above.
     """
-    build = get_builder("plain_jax") if peer == "plain_jax" else torch_peer(peer)
+    build = get_builder(peer) if peer in JAX_PEERS else torch_peer(peer)
     workload = tiny_workload("sinusoid", first_order=False)
     step = build(workload, NUM_TASKS, "cpu")
     before, _ = step.loss_and_grad()
