@@ -138,9 +138,7 @@ def from_nnx(
     return Model(init=init, apply=apply)
 
 
-def from_equinox(
-    module_or_factory: Any, *, batched: bool = False, **call_kwargs: Any
-) -> Model:
+def from_equinox(module_or_factory: Any, *, batched: bool = False, **call_kwargs: Any) -> Model:
     """Wraps an Equinox module through ``eqx.partition`` / ``eqx.combine``.
 
     Requires the ``equinox`` extra (``pip install jmeta[equinox]``).

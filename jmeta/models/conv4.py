@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.models import _layers
-from jmeta.types import Array, Model, Params, PRNGKey
+from jmeta.types import Array, Model, Params
 
 NUM_BLOCKS = 4
 
@@ -55,7 +55,7 @@ def conv4(
         Both compute the same function.
       dtype: dtype of the activations and of the convolution/matmul inputs, e.g.
         ``jnp.bfloat16`` for mixed precision. Defaults to ``param_dtype``.
-        Batch-norm statistics are always computed in float32.
+        Batch-norm statistics are computed in float32 at least.
       param_dtype: dtype of the parameters; logits are returned in it.
 
     Returns:
@@ -67,7 +67,8 @@ def conv4(
       and is ignored in the other modes, so algorithms may always pass it. The
       parameters are ``{"conv0": {"kernel"}, "bn0": {"scale", "bias"}, ...,
       "conv3", "bn3", "head": {"kernel", "bias"}}``; only the last layer's path
-      contains ``"head"``.
+      contains ``"head"``. Kernels start Glorot-uniform (MAML's choice),
+      batch-norm scales at one and biases at zero.
 
     Raises:
       ValueError: for an unknown option, or an input too small for four poolings.
@@ -94,23 +95,18 @@ def conv4(
         )
     use_bn = batch_norm != "none"
     act_dtype = _layers.compute_dtype(dtype, param_dtype)
-    conv_init = jax.nn.initializers.glorot_uniform()
-
-    def init(key: PRNGKey) -> Params:
-        keys = jax.random.split(key, NUM_BLOCKS + 1)
-        params = {}
-        c_in = in_channels
-        for i in range(NUM_BLOCKS):
-            params[f"conv{i}"] = _layers.init_conv(
-                keys[i], 3, c_in, channels, conv_init, param_dtype, use_bias=not use_bn
-            )
-            if use_bn:
-                params[f"bn{i}"] = _layers.init_batch_norm(channels, param_dtype)
-            c_in = channels
-        params["head"] = _layers.init_dense(
-            keys[-1], out_height * out_width * channels, num_classes, conv_init, param_dtype
+    spec = {}
+    c_in = in_channels
+    for i in range(NUM_BLOCKS):
+        spec[f"conv{i}"] = _layers.conv_spec(
+            3, c_in, channels, _layers.glorot_uniform, use_bias=not use_bn
         )
-        return params
+        if use_bn:
+            spec[f"bn{i}"] = _layers.batch_norm_spec(channels)
+        c_in = channels
+    spec["head"] = _layers.dense_spec(
+        out_height * out_width * channels, num_classes, _layers.glorot_uniform
+    )
 
     def apply(params: Params, x: Array, *, reference: Array | None = None) -> Array:
         x = _layers.prepare_images(x, input_shape, act_dtype, model="conv4", name="x")
@@ -133,4 +129,4 @@ def conv4(
 
         return _layers.run_with_reference(body, x, reference, batch_norm).astype(param_dtype)
 
-    return Model(init=init, apply=apply)
+    return Model(init=_layers.make_init(spec, param_dtype), apply=apply)

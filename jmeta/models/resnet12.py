@@ -26,15 +26,33 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jmeta.models import _layers
-from jmeta.types import Array, Model, Params, PRNGKey
+from jmeta.types import Array, Model, Params
 
 LEAKY_SLOPE = 0.1
 CONVS_PER_BLOCK = 3
+
+
+def _block_spec(c_in: int, c_out: int, use_bn: bool) -> dict[str, Any]:
+    """Parameters of one residual block, Kaiming-normal (fan-out) as in MetaOptNet."""
+    block = {}
+    for i in range(CONVS_PER_BLOCK):
+        block[f"conv{i}"] = _layers.conv_spec(
+            3, c_in if i == 0 else c_out, c_out, _layers.he_normal_fan_out, use_bias=not use_bn
+        )
+        if use_bn:
+            block[f"bn{i}"] = _layers.batch_norm_spec(c_out)
+    block["shortcut_conv"] = _layers.conv_spec(
+        1, c_in, c_out, _layers.he_normal_fan_out, use_bias=not use_bn
+    )
+    if use_bn:
+        block["shortcut_bn"] = _layers.batch_norm_spec(c_out)
+    return block
 
 
 def resnet12(
@@ -59,7 +77,7 @@ def resnet12(
         :func:`jmeta.models.conv4`. With ``"none"`` the convolutions get biases.
       conv_impl: ``"xla"`` or ``"im2col"``, as in :func:`jmeta.models.conv4`.
       dtype: activation/compute dtype (e.g. ``jnp.bfloat16``); defaults to
-        ``param_dtype``. Batch-norm statistics are computed in float32.
+        ``param_dtype``. Batch-norm statistics are computed in float32 at least.
       param_dtype: dtype of the parameters; logits are returned in it.
 
     Returns:
@@ -68,7 +86,9 @@ def resnet12(
       ``[0, 1]``) to ``[n, num_classes]`` logits; ``reference`` as in
       :func:`jmeta.models.conv4`. The parameters are ``{"block0": {"conv0",
       "bn0", "conv1", "bn1", "conv2", "bn2", "shortcut_conv", "shortcut_bn"},
-      ..., "head": {"kernel", "bias"}}``.
+      ..., "head": {"kernel", "bias"}}``. Convolutions start Kaiming-normal
+      (fan-out, as in MetaOptNet), the head ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
+      batch-norm scales at one and biases at zero.
 
     Raises:
       ValueError: for an unknown option, or an input too small for the poolings.
@@ -95,37 +115,10 @@ def resnet12(
         )
     use_bn = batch_norm != "none"
     act_dtype = _layers.compute_dtype(dtype, param_dtype)
-    # Kaiming-normal with fan-out, as in the MetaOptNet reference code.
-    conv_init = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-    def init_block(key: PRNGKey, c_in: int, c_out: int) -> Params:
-        keys = jax.random.split(key, CONVS_PER_BLOCK + 1)
-        block = {}
-        for i in range(CONVS_PER_BLOCK):
-            block[f"conv{i}"] = _layers.init_conv(
-                keys[i], 3, c_in if i == 0 else c_out, c_out, conv_init, param_dtype,
-                use_bias=not use_bn,
-            )
-            if use_bn:
-                block[f"bn{i}"] = _layers.init_batch_norm(c_out, param_dtype)
-        block["shortcut_conv"] = _layers.init_conv(
-            keys[-1], 1, c_in, c_out, conv_init, param_dtype, use_bias=not use_bn
-        )
-        if use_bn:
-            block["shortcut_bn"] = _layers.init_batch_norm(c_out, param_dtype)
-        return block
-
-    def init(key: PRNGKey) -> Params:
-        keys = jax.random.split(key, len(channels) + 1)
-        params = {}
-        c_in = in_channels
-        for b, c_out in enumerate(channels):
-            params[f"block{b}"] = init_block(keys[b], c_in, c_out)
-            c_in = c_out
-        params["head"] = _layers.init_dense(
-            keys[-1], channels[-1], num_classes, _layers.linear_default_init, param_dtype
-        )
-        return params
+    spec = {}
+    for b, (c_in, c_out) in enumerate(zip((in_channels, *channels[:-1]), channels, strict=True)):
+        spec[f"block{b}"] = _block_spec(c_in, c_out, use_bn)
+    spec["head"] = _layers.dense_spec(channels[-1], num_classes, _layers.fan_in_uniform)
 
     def apply(params: Params, x: Array, *, reference: Array | None = None) -> Array:
         x = _layers.prepare_images(x, input_shape, act_dtype, model="resnet12", name="x")
@@ -134,7 +127,9 @@ def resnet12(
                 reference, input_shape, act_dtype, model="resnet12", name="reference"
             )
 
-        def conv_norm(h: Array, layer: str, norm: str, block: Params, stat_rows: int | None):
+        def conv_norm(
+            h: Array, layer: str, norm: str, block: Params, stat_rows: int | None
+        ) -> Array:
             conv = block[layer]
             h = _layers.conv2d(h, conv["kernel"].astype(act_dtype), conv_impl)
             if use_bn:
@@ -151,9 +146,10 @@ def resnet12(
                         h = jax.nn.leaky_relu(h, LEAKY_SLOPE)
                 h = jax.nn.leaky_relu(h + shortcut, LEAKY_SLOPE)
                 h = _layers.max_pool_2x2(h)
-            features = jnp.mean(h.astype(jnp.float32), axis=(1, 2)).astype(act_dtype)
+            wide = jnp.promote_types(act_dtype, jnp.float32)
+            features = jnp.mean(h.astype(wide), axis=(1, 2)).astype(act_dtype)
             return _layers.dense(features, params["head"], act_dtype)
 
         return _layers.run_with_reference(body, x, reference, batch_norm).astype(param_dtype)
 
-    return Model(init=init, apply=apply)
+    return Model(init=_layers.make_init(spec, param_dtype), apply=apply)
