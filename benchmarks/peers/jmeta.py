@@ -24,6 +24,7 @@ import optax
 import jmeta
 from benchmarks.peers.data import NUM_CONV_BLOCKS, Params, TaskBatch, init_params, make_batch
 from benchmarks.peers.plain_jax import resolve_device
+from benchmarks.peers.timing import footprint_bytes
 from benchmarks.peers.workloads import Workload
 
 PEER = "jmeta"
@@ -124,9 +125,11 @@ class JmetaStep:
         self._update = jmeta.jit_step(self.step)
         self._grad = jax.jit(lambda p, t, k: jmeta.meta_gradient(learner, p, t, k))
 
-    def lowered(self):
-        """The lowered (not yet compiled) step, for memory analysis and HLO."""
-        return self._update.lower(self.state, self.tasks, self.key)
+    def compile(self) -> int:
+        """Compile ahead of time; returns the step's device footprint in bytes."""
+        compiled = self._update.lower(self.state, self.tasks, self.key).compile()
+        self._update = compiled
+        return footprint_bytes(compiled)
 
     def __call__(self) -> None:
         self.state, metrics = self._update(self.state, self.tasks, self.key)

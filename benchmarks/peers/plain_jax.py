@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from benchmarks.peers.data import BN_EPS, NUM_CONV_BLOCKS, Params, TaskBatch, init_params, make_batch
+from benchmarks.peers.timing import footprint_bytes
 from benchmarks.peers.workloads import Workload
 
 PEER = "plain_jax"
@@ -132,6 +133,11 @@ class PlainJaxStep:
 
         self._step = jax.jit(step, compiler_options=compiler_options)
         self._value_and_grad = jax.jit(value_and_grad, compiler_options=compiler_options)
+
+    def compile(self) -> int:
+        """Compile ahead of time; returns the step's device footprint in bytes."""
+        self._step = self._step.lower(self.params, self.opt_state, self.batch).compile()
+        return footprint_bytes(self._step)
 
     def __call__(self) -> None:
         self.params, self.opt_state, loss = self._step(self.params, self.opt_state, self.batch)

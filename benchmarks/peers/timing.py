@@ -84,6 +84,12 @@ def torch_peak_bytes(device: Any) -> int | None:
     return None
 
 
+def footprint_bytes(compiled: Any) -> int:
+    """Arguments + outputs + temporaries - donated aliases, from XLA's memory analysis."""
+    m = compiled.memory_analysis()
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
 def jax_peak_bytes(device: Any) -> int | None:
     """``peak_bytes_in_use`` of a JAX device, ``None`` where not reported (CPU)."""
     stats = device.memory_stats()

@@ -1,0 +1,295 @@
+"""Meta-training throughput: jmeta against plain JAX and the PyTorch libraries.
+
+Same work, same machine, one run. Every peer runs the same MAML meta-step
+(:mod:`benchmarks.peers.workloads`) on the same synthetic batch; a missing
+optional peer (``torch``, ``higher``, ``torchopt``, ``learn2learn``) is
+skipped with a note. Per case it reports the median ms per meta-step after
+warm-up (with p10-p90), tasks/s, compile (or first-call) time and peak memory,
+and per workload the ratio of jmeta's throughput to each peer's. It writes
+``throughput_<machine>.json``, a markdown table and a PNG bar chart.
+
+Peak memory: for JAX, XLA's compiled memory analysis of the step (arguments +
+outputs + temporaries - donated aliases: the program's device footprint); for
+PyTorch on a GPU, ``torch.cuda.max_memory_allocated`` around the case; on the
+CPU, each case runs in its own process and reports that process's peak RSS.
+
+Usage::
+
+    python -m benchmarks.throughput --quick          # about a minute
+    python -m benchmarks.throughput                  # the headline suite
+    python -m benchmarks.throughput --suite full     # + sweeps and variants
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from benchmarks.peers.workloads import get_workload
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+JAX_PEERS = ("jmeta", "plain_jax")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One timed configuration."""
+
+    peer: str
+    workload: str
+    batch: int
+    inner_steps: int = 1
+    first_order: bool = False
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self.options)
+        return f"{self.peer} ({opts})" if opts else self.peer
+
+    @property
+    def key(self) -> tuple:
+        """Cases with the same key do the same work and are compared."""
+        return (self.workload, self.batch, self.inner_steps, self.first_order)
+
+
+def variants(workload: str, batch: int, **kw) -> list[Case]:
+    """jmeta's conv implementations x precisions (the record of what each change did)."""
+    return [
+        Case("jmeta", workload, batch, options=(("conv_impl", impl), ("precision", prec)), **kw)
+        for impl in ("xla", "im2col")
+        for prec in ("float32", "bfloat16")
+    ]
+
+
+def peers(workload: str, batch: int, names: tuple[str, ...], **kw) -> list[Case]:
+    return [Case(name, workload, batch, **kw) for name in names]
+
+
+ALL_TORCH = ("torch_loop", "torch_higher", "torch_torchopt", "torch_func", "learn2learn_maml")
+
+
+def suite(name: str) -> list[Case]:
+    """The cases of a suite, cheapest and most important first."""
+    if name == "quick":
+        return [
+            *peers("sinusoid", 25, ("jmeta", "plain_jax", "torch_func", "torch_loop")),
+            *peers("omniglot_5w1s", 2, ("jmeta", "plain_jax", "torch_func", "torch_loop")),
+        ]
+    headline = [
+        *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax", *ALL_TORCH)),
+        *peers("omniglot_20w1s", 16, ("jmeta", "plain_jax", "torch_func", "torch_loop"), inner_steps=5),
+        *peers("sinusoid", 25, ("jmeta", "plain_jax", *ALL_TORCH)),
+    ]
+    if name == "headline":
+        return headline
+    if name == "full":
+        return [
+            *headline,
+            *variants("omniglot_5w1s", 32),
+            *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax", "torch_func"), first_order=True),
+            *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax", "torch_func"), inner_steps=5),
+            *peers("miniimagenet_5w1s", 32, ("jmeta", "plain_jax", "torch_func", "torch_loop")),
+            *[c for b in (128, 512) for c in peers("omniglot_5w1s", b, ("jmeta", "plain_jax", "torch_func"))],
+        ]
+    raise ValueError(f"unknown suite {name!r}; known: quick, headline, full")
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+def run_case(case: Case, device: str | None, warmup: int, repeats: int) -> dict[str, Any]:
+    """Build, compile, time and measure one case in this process; never raises."""
+    from benchmarks.peers import PeerUnavailable, get_builder
+    from benchmarks.peers.timing import process_peak_rss_bytes, time_step
+
+    workload = get_workload(case.workload, inner_steps=case.inner_steps, first_order=case.first_order)
+    record: dict[str, Any] = {**dataclasses.asdict(case), "label": case.label, "options": dict(case.options)}
+    try:
+        build = get_builder(case.peer)
+    except PeerUnavailable as err:
+        return {**record, "status": "skipped", "reason": str(err)}
+    torch = sys.modules.get("torch")
+    step = None
+    try:
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        step = build(workload, case.batch, device, **dict(case.options))
+        footprint = step.compile() if hasattr(step, "compile") else None  # JAX: AOT compile
+        compile_s = time.perf_counter() - start
+        timing = time_step(step, warmup=warmup, repeats=repeats)
+        if footprint is None:
+            footprint = _torch_peak(torch)
+        record.update(
+            status="ok",
+            device=step.device,
+            **timing,
+            build_and_compile_s=compile_s,
+            tasks_per_s=case.batch / (timing["median_ms"] / 1e3),
+            peak_bytes=footprint,
+            process_peak_rss_bytes=process_peak_rss_bytes(),
+        )
+    except Exception as err:  # report and go on with the sweep
+        text = f"{type(err).__name__}: {err}"
+        oom = any(s in text.lower() for s in ("out of memory", "resource_exhausted", "resource exhausted"))
+        record.update(status="oom" if oom else "error", error=text[-1500:], traceback=traceback.format_exc()[-3000:])
+    finally:
+        del step
+        gc.collect()
+    return record
+
+
+def _torch_peak(torch) -> int | None:
+    if torch is not None and torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return None
+
+
+def worker(args: argparse.Namespace) -> int:
+    cases = [Case(**{**c, "options": tuple(map(tuple, c["options"]))}) for c in json.loads(Path(args.cases).read_text())]
+    with open(args.records, "a") as out:
+        for case in cases:
+            record = run_case(case, args.device, args.warmup, args.repeats)
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+            status = record["status"]
+            detail = f"{record['tasks_per_s']:,.0f} tasks/s" if status == "ok" else record.get("error") or record.get("reason")
+            print(f"  {case.label:40s} {case.workload} T={case.batch} K={case.inner_steps}: {status}: {detail}", flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def run_group(cases: list[Case], args: argparse.Namespace, records_path: Path) -> None:
+    """Run ``cases`` in worker processes; a crashed worker is restarted after its case."""
+    pending = list(cases)
+    while pending:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump([dataclasses.asdict(c) for c in pending], f)
+        done_before = _count_lines(records_path)
+        cmd = [sys.executable, "-m", "benchmarks.throughput", "--worker", "--cases", f.name,
+               "--records", str(records_path), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]  # fmt: skip
+        if args.device:
+            cmd += ["--device", args.device]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, timeout=args.group_timeout, stderr=subprocess.PIPE, text=True)
+            failed = proc.returncode != 0
+            tail = proc.stderr[-1500:]
+        except subprocess.TimeoutExpired:
+            failed, tail = True, f"worker timed out after {args.group_timeout} s"
+        finished = _count_lines(records_path) - done_before
+        pending = pending[finished:]
+        if failed and pending:  # the case in flight crashed the worker: record it, go on
+            crashed = pending.pop(0)
+            record = {**dataclasses.asdict(crashed), "label": crashed.label, "options": dict(crashed.options),
+                      "status": "error", "error": f"worker died: {tail}"}  # fmt: skip
+            with open(records_path, "a") as out:
+                out.write(json.dumps(record) + "\n")
+            print(f"  {crashed.label}: worker died", flush=True)
+        elif not failed:
+            break
+
+
+def _count_lines(path: Path) -> int:
+    return sum(1 for _ in open(path)) if path.exists() else 0
+
+
+def machine_name(device: str | None) -> str:
+    """``cpu`` or the GPU's name as a file-name slug, e.g. ``nvidia-h100-80gb-hbm3``."""
+    if device != "cpu":
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20)  # fmt: skip
+            name = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+        except (OSError, subprocess.TimeoutExpired):
+            name = ""
+        if name:
+            return "-".join(name.lower().replace("-", " ").split())
+    return "cpu"
+
+
+def describe_machine(name: str) -> str:
+    if name != "cpu":
+        return f"{name} (GPU), host {platform.machine()} with {os.cpu_count()} CPUs"
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default="headline", choices=("quick", "headline", "full"))
+    parser.add_argument("--quick", action="store_true", help="alias for --suite quick (about a minute)")
+    parser.add_argument("--peers", nargs="*", help="only these peers")
+    parser.add_argument("--device", default=None, help="cpu, cuda/gpu, or automatic")
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--group-timeout", type=float, default=3600)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cases", help=argparse.SUPPRESS)
+    parser.add_argument("--records", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    name = "quick" if args.quick else args.suite
+    machine = machine_name(args.device)
+    on_cpu = machine == "cpu"
+    args.warmup = args.warmup or (2 if on_cpu or name == "quick" else 3)
+    args.repeats = args.repeats or (3 if on_cpu or name == "quick" else 10)
+    cases = [c for c in suite(name) if not args.peers or c.peer in args.peers]
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"throughput_{machine}{'_quick' if name == 'quick' else ''}"
+    records_path = stem.with_suffix(".jsonl")
+    records_path.unlink(missing_ok=True)
+    print(f"{len(cases)} cases on {describe_machine(machine)}", flush=True)
+    started = time.time()
+    if on_cpu:  # one process per case: per-case peak RSS, no thread-pool fights
+        for case in cases:
+            run_group([case], args, records_path)
+    else:  # one process per framework, JAX first
+        run_group([c for c in cases if c.peer in JAX_PEERS], args, records_path)
+        run_group([c for c in cases if c.peer not in JAX_PEERS], args, records_path)
+    records = [json.loads(line) for line in open(records_path)]
+    report = {"machine": machine, "description": describe_machine(machine), "suite": name,
+              "wall_s": time.time() - started, "versions": _versions(), "records": records}  # fmt: skip
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    records_path.unlink()
+    from benchmarks.report import throughput_markdown, throughput_chart
+
+    markdown = throughput_markdown(report)
+    stem.with_suffix(".md").write_text(markdown)
+    throughput_chart(report, stem.with_suffix(".png"))
+    print(markdown)
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("jax", "jaxlib", "torch", "higher", "torchopt", "learn2learn"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
