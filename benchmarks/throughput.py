@@ -95,6 +95,29 @@ def suite(name: str) -> list[Case]:
     ]
     if name == "headline":
         return headline
+    if name == "gpu":  # one lease: the most important first, OOM-prone last
+        jm = lambda impl, prec: (("conv_impl", impl), ("precision", prec))  # noqa: E731
+        return [
+            Case("jmeta", "omniglot_5w1s", 32),
+            Case("jmeta", "omniglot_5w1s", 32, options=jm("im2col", "bfloat16")),
+            Case("plain_jax", "omniglot_5w1s", 32),
+            *peers("omniglot_5w1s", 32, ALL_TORCH),
+            Case("jmeta", "omniglot_20w1s", 16, inner_steps=5),
+            Case("jmeta", "omniglot_20w1s", 16, inner_steps=5, options=jm("im2col", "bfloat16")),
+            *peers("omniglot_20w1s", 16, ("plain_jax", "torch_func", "torch_loop"), inner_steps=5),
+            *[Case("jmeta", "omniglot_5w1s", b, options=jm("im2col", p)) for b in (128, 512) for p in ("float32", "bfloat16")],
+            *peers("omniglot_5w1s", 128, ("plain_jax", "torch_func")),
+            Case("jmeta", "omniglot_5w1s", 32, options=jm("xla", "float32")),
+            Case("jmeta", "omniglot_5w1s", 32, options=jm("xla", "bfloat16")),
+            *peers("sinusoid", 25, ("jmeta", "plain_jax", "torch_func", "torch_loop")),
+            Case("jmeta", "miniimagenet_5w1s", 32),
+            Case("jmeta", "miniimagenet_5w1s", 32, options=jm("im2col", "bfloat16")),
+            *peers("miniimagenet_5w1s", 32, ("plain_jax", "torch_func")),
+            *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax", "torch_func"), first_order=True),
+            *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax", "torch_func"), inner_steps=5),
+            Case("jmeta", "omniglot_20w1s", 16, inner_steps=5, options=(("remat", True),)),
+            *peers("omniglot_5w1s", 512, ("torch_func", "plain_jax")),
+        ]
     if name == "full":
         return [
             *headline,
@@ -104,13 +127,13 @@ def suite(name: str) -> list[Case]:
             *peers("miniimagenet_5w1s", 32, ("jmeta", "plain_jax", "torch_func", "torch_loop")),
             *[c for b in (128, 512) for c in peers("omniglot_5w1s", b, ("jmeta", "plain_jax", "torch_func"))],
         ]
-    raise ValueError(f"unknown suite {name!r}; known: quick, headline, full")
+    raise ValueError(f"unknown suite {name!r}; known: quick, headline, full, gpu")
 
 
 # ----------------------------------------------------------------------------- worker
 
 
-def run_case(case: Case, device: str | None, warmup: int, repeats: int) -> dict[str, Any]:
+def run_case(case: Case, device: str | None, warmup: int, repeats: int, budget_s: float = 5.0) -> dict[str, Any]:
     """Build, compile, time and measure one case in this process; never raises."""
     from benchmarks.peers import PeerUnavailable, get_builder
     from benchmarks.peers.timing import process_peak_rss_bytes, time_step
@@ -131,7 +154,12 @@ def run_case(case: Case, device: str | None, warmup: int, repeats: int) -> dict[
         step = build(workload, case.batch, device, **dict(case.options))
         footprint = step.compile() if hasattr(step, "compile") else None  # JAX: AOT compile
         compile_s = time.perf_counter() - start
+        probe = time.perf_counter()
+        step()  # first call after compilation: warms caches and allocators
+        per_step = time.perf_counter() - probe
+        repeats = max(3, min(repeats, int(budget_s / max(per_step, 1e-6))))  # slow peers: fewer repeats
         timing = time_step(step, warmup=warmup, repeats=repeats)
+        timing["repeats"] = repeats
         if footprint is None:
             footprint = _torch_peak(torch)
         record.update(
@@ -163,7 +191,11 @@ def worker(args: argparse.Namespace) -> int:
     cases = [Case(**{**c, "options": tuple(map(tuple, c["options"]))}) for c in json.loads(Path(args.cases).read_text())]
     with open(args.records, "a") as out:
         for case in cases:
-            record = run_case(case, args.device, args.warmup, args.repeats)
+            if args.stop_at and time.time() > args.stop_at:
+                record = {**dataclasses.asdict(case), "label": case.label, "options": dict(case.options),
+                          "status": "skipped", "reason": "not run: time budget spent"}  # fmt: skip
+            else:
+                record = run_case(case, args.device, args.warmup, args.repeats)
             out.write(json.dumps(record) + "\n")
             out.flush()
             status = record["status"]
@@ -183,13 +215,17 @@ def run_group(cases: list[Case], args: argparse.Namespace, records_path: Path) -
             json.dump([dataclasses.asdict(c) for c in pending], f)
         done_before = _count_lines(records_path)
         cmd = [sys.executable, "-m", "benchmarks.throughput", "--worker", "--cases", f.name,
-               "--records", str(records_path), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]  # fmt: skip
+               "--records", str(records_path), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+               "--stop-at", str(args.stop_at or 0)]  # fmt: skip
         if args.device:
             cmd += ["--device", args.device]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         try:
-            proc = subprocess.run(cmd, cwd=REPO, env=env, timeout=args.group_timeout, stderr=subprocess.PIPE, text=True)
+            timeout = args.group_timeout
+            if args.stop_at:  # the case in flight may finish; then the worker skips the rest
+                timeout = min(timeout, max(args.stop_at - time.time(), 0) + args.grace_s)
+            proc = subprocess.run(cmd, cwd=REPO, env=env, timeout=timeout, stderr=subprocess.PIPE, text=True)
             failed = proc.returncode != 0
             tail = proc.stderr[-1500:]
         except subprocess.TimeoutExpired:
@@ -233,13 +269,18 @@ def describe_machine(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", default="headline", choices=("quick", "headline", "full"))
+    parser.add_argument("--suite", default="headline", choices=("quick", "headline", "full", "gpu"))
     parser.add_argument("--quick", action="store_true", help="alias for --suite quick (about a minute)")
     parser.add_argument("--peers", nargs="*", help="only these peers")
     parser.add_argument("--device", default=None, help="cpu, cuda/gpu, or automatic")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--group-timeout", type=float, default=3600)
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no case after this many seconds per framework group (JAX, then PyTorch)")
+    parser.add_argument("--grace-s", type=float, default=90, help="time a case in flight may overrun the budget")
+    parser.add_argument("--grouped", action="store_true", help="one process per framework (the GPU default)")
+    parser.add_argument("--stop-at", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cases", help=argparse.SUPPRESS)
@@ -259,12 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     records_path.unlink(missing_ok=True)
     print(f"{len(cases)} cases on {describe_machine(machine)}", flush=True)
     started = time.time()
-    if on_cpu:  # one process per case: per-case peak RSS, no thread-pool fights
+    if on_cpu and not args.grouped:  # one process per case: per-case peak RSS, no thread-pool fights
         for case in cases:
             run_group([case], args, records_path)
     else:  # one process per framework, JAX first
-        run_group([c for c in cases if c.peer in JAX_PEERS], args, records_path)
-        run_group([c for c in cases if c.peer not in JAX_PEERS], args, records_path)
+        for group in ([c for c in cases if c.peer in JAX_PEERS], [c for c in cases if c.peer not in JAX_PEERS]):
+            args.stop_at = time.time() + args.budget_s if args.budget_s else 0
+            run_group(group, args, records_path)
     records = [json.loads(line) for line in open(records_path)]
     report = {"machine": machine, "description": describe_machine(machine), "suite": name,
               "wall_s": time.time() - started, "versions": _versions(), "records": records}  # fmt: skip
