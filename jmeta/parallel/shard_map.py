@@ -25,13 +25,8 @@ import jax
 from jax.sharding import Mesh, PartitionSpec
 
 from jmeta._vma import varying_axes
-from jmeta.parallel.mesh import (
-    axis_name_of,
-    check_divisible,
-    num_tasks_of,
-    replicated,
-    task_sharding,
-)
+from jmeta.parallel.mesh import axis_name_of, num_tasks_of, replicated
+from jmeta.parallel.sharded import place
 from jmeta.step import MetaTrainState, MetaTrainStep, _task_keys
 from jmeta.types import Metrics, PRNGKey, Task
 
@@ -89,20 +84,13 @@ def shard_map_step(step: MetaTrainStep | Update, mesh: Mesh, *, donate: bool = T
         out_specs=(PartitionSpec(), PartitionSpec()),
     )
 
-    rep, split = replicated(mesh), task_sharding(mesh)
+    rep = replicated(mesh)
     compiled = jax.jit(
         lambda state, tasks, key: mapped(state, tasks, _task_keys(key, num_tasks_of(tasks))),
-        in_shardings=(rep, split, rep),
         out_shardings=(rep, rep),
         donate_argnums=0 if donate else (),
     )
-
-    def sharded(state, tasks, key):
-        check_divisible(num_tasks_of(tasks), mesh)
-        state, key = jax.device_put((state, key), rep)  # one trace for every call
-        return compiled(state, jax.device_put(tasks, split), key)
-
-    return sharded
+    return lambda state, tasks, key: compiled(*place(mesh, state, tasks), key)
 
 
 def _check_invariant(state, metrics, axis: str) -> None:

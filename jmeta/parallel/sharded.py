@@ -41,12 +41,11 @@ def sharded_step(step: MetaTrainStep | Update, mesh: Mesh, *, donate: bool = Tru
       donate: donate the state's buffers.
 
     Returns:
-      A compiled ``update(state, tasks, key) -> (state, metrics)`` whose inputs
-      are placed on the mesh as it needs them (tasks split over the task
-      axis, state and key replicated; place them ahead with
-      :func:`~jmeta.parallel.shard_tasks` and :func:`~jmeta.parallel.replicate`
-      to overlap the transfer) and whose new state and metrics come back
-      replicated, so the next call takes them as they are.
+      A compiled ``update(state, tasks, key) -> (state, metrics)`` that places
+      its inputs on the mesh (tasks split over the task axis, state
+      replicated; :func:`~jmeta.parallel.shard_tasks` and
+      :func:`~jmeta.parallel.replicate` place them ahead of time) and returns
+      the new state and the metrics replicated, ready for the next call.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jmeta
@@ -63,23 +62,28 @@ def sharded_step(step: MetaTrainStep | Update, mesh: Mesh, *, donate: bool = Tru
       1
     """
     update = step.update if isinstance(step, MetaTrainStep) else step
-    rep, split = replicated(mesh), task_sharding(mesh)
+    rep = replicated(mesh)
     compiled = jax.jit(
         lambda state, tasks, key: update(state, constrain_tasks(tasks, mesh), key),
-        in_shardings=(rep, split, rep),
         out_shardings=(rep, rep),
         donate_argnums=0 if donate else (),
     )
+    return lambda state, tasks, key: compiled(*place(mesh, state, tasks), key)
 
-    def sharded(state, tasks, key):
-        check_divisible(num_tasks_of(tasks), mesh)
-        # Placed before the call, so that the first call (host or one-device
-        # arrays) and later calls (this function's own outputs) see the same
-        # input types and share one trace.
-        state, key = jax.device_put((state, key), rep)
-        return compiled(state, jax.device_put(tasks, split), key)
 
-    return sharded
+def place(mesh: Mesh, state: MetaTrainState, tasks: Task | None = None):
+    """Put ``state`` replicated and ``tasks`` split on ``mesh`` (no-ops if they are).
+
+    Done before every compiled call, so the first call (host or one-device
+    arrays) and later calls (the previous call's outputs) see the same input
+    types and share one trace. Keys are left alone: a typed PRNG key cannot be
+    ``device_put`` onto devices of other processes, and ``jit`` places it.
+    """
+    state = jax.device_put(state, replicated(mesh))
+    if tasks is None:
+        return (state,)
+    check_divisible(num_tasks_of(tasks), mesh)
+    return state, jax.device_put(tasks, task_sharding(mesh))
 
 
 def sharded_scan_steps(
@@ -111,5 +115,5 @@ def sharded_scan_steps(
     rep = replicated(mesh)
     run = _scan_run(update, lambda key: constrain_tasks(sample_tasks(key), mesh), num_steps)
 
-    compiled = jax.jit(run, in_shardings=(rep, rep), out_shardings=(rep, rep), donate_argnums=0)
-    return lambda state, key: compiled(*jax.device_put((state, key), rep))
+    compiled = jax.jit(run, out_shardings=(rep, rep), donate_argnums=0)
+    return lambda state, key: compiled(*place(mesh, state), key)
