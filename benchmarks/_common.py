@@ -1,0 +1,171 @@
+"""Pieces shared by the scaling, memory and mixed-precision benchmarks.
+
+The Conv4 model comes from :mod:`jmeta.models` when it is installed; until it
+lands, a small equivalent (4 x [3x3 conv, batch norm with batch statistics,
+ReLU, 2x2 max-pool], linear ``head``) is written out here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jmeta
+from jmeta.precision import mixed_precision
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+def conv4(num_classes: int, precision: str = "float32", channels: int = 64, conv_impl: str = "xla"):
+    """``(init, apply)`` of Conv4 on 28x28x1 inputs computing in ``precision``.
+
+    Parameters are float32 either way; ``"bfloat16"`` computes in bfloat16.
+    ``conv_impl="im2col"`` computes each convolution as one matrix product over
+    shifted copies of the input: under ``vmap`` with per-task weights XLA's own
+    convolution becomes a grouped convolution, which is very slow on CPU.
+    """
+    dtype = PRECISIONS[precision]
+    try:
+        from jmeta.models import conv4 as models_conv4
+    except ImportError:
+        model = _local_conv4(num_classes, channels, conv_impl)
+        apply = model.apply if dtype is None else mixed_precision(model.apply, dtype)
+        return model.init, apply
+    model = models_conv4(
+        num_classes, channels=channels, input_shape=(28, 28, 1), dtype=dtype, conv_impl=conv_impl
+    )
+    return model.init, model.apply
+
+
+def _local_conv4(num_classes: int, channels: int, conv_impl: str) -> jmeta.Model:
+    conv = _conv3x3_im2col if conv_impl == "im2col" else _conv3x3_xla
+
+    def init(key):
+        keys = jax.random.split(key, 5)
+        params, c_in = {}, 1
+        for i in range(4):
+            bound = np.sqrt(6.0 / (9 * c_in + 9 * channels))
+            kernel = jax.random.uniform(
+                keys[i], (3, 3, c_in, channels), minval=-bound, maxval=bound
+            )
+            params[f"conv{i}"] = {"kernel": kernel}
+            params[f"bn{i}"] = {"scale": jnp.ones(channels), "bias": jnp.zeros(channels)}
+            c_in = channels
+        bound = np.sqrt(6.0 / (channels + num_classes))
+        head = jax.random.uniform(keys[4], (channels, num_classes), minval=-bound, maxval=bound)
+        params["head"] = {"kernel": head, "bias": jnp.zeros(num_classes)}
+        return params
+
+    def apply(params, x):
+        h = x
+        for i in range(4):
+            h = conv(h, params[f"conv{i}"]["kernel"])
+            stats = h.astype(jnp.promote_types(h.dtype, jnp.float32))
+            mean, var = stats.mean((0, 1, 2)), stats.var((0, 1, 2))
+            h = ((stats - mean) * jax.lax.rsqrt(var + 1e-5)).astype(h.dtype)
+            h = h * params[f"bn{i}"]["scale"] + params[f"bn{i}"]["bias"]
+            h = jax.lax.reduce_window(
+                jax.nn.relu(h), -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
+            )
+        h = h.reshape(h.shape[0], -1)
+        return h @ params["head"]["kernel"] + params["head"]["bias"]
+
+    return jmeta.Model(init, apply)
+
+
+def _conv3x3_xla(x, kernel):
+    dims = ("NHWC", "HWIO", "NHWC")
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims)
+
+
+def _conv3x3_im2col(x, kernel):
+    """3x3 'SAME' convolution as one matrix product over shifted copies of ``x``."""
+    n, h, w, _ = x.shape
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate(
+        [padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=-1
+    )
+    return patches @ kernel.reshape(-1, kernel.shape[-1])
+
+
+def random_image_tasks(key, num_tasks: int, ways: int = 5, shots: int = 1, queries: int = 15):
+    """A batch of Omniglot-shaped tasks of random pixels (for memory and speed only)."""
+    k_s, k_q = jax.random.split(key)
+    n_s, n_q = ways * shots, ways * queries
+    return jmeta.Task(
+        jmeta.Batch(
+            jax.random.uniform(k_s, (num_tasks, n_s, 28, 28, 1)),
+            jnp.broadcast_to(jnp.arange(n_s, dtype=jnp.int32) % ways, (num_tasks, n_s)),
+        ),
+        jmeta.Batch(
+            jax.random.uniform(k_q, (num_tasks, n_q, 28, 28, 1)),
+            jnp.broadcast_to(jnp.arange(n_q, dtype=jnp.int32) % ways, (num_tasks, n_q)),
+        ),
+    )
+
+
+def episodic_sampler(images, ways: int, shots: int, queries: int):
+    """``(key) -> Task``: an N-way K-shot task from ``uint8 [classes, examples, H, W, C]`` images.
+
+    Classes are drawn without replacement and relabelled ``0..N-1``; each
+    class's support and query examples are disjoint. Pixels become float32 in
+    ``[0, 1]``.
+    """
+    images = jnp.asarray(images)
+    num_classes, per_class = images.shape[:2]
+
+    def sample(key):
+        k_cls, k_ex = jax.random.split(key)
+        classes = jax.random.choice(k_cls, num_classes, (ways,), replace=False)
+        order = jax.vmap(lambda k: jax.random.permutation(k, per_class)[: shots + queries])(
+            jax.random.split(k_ex, ways)
+        )
+        x = images[classes[:, None], order].astype(jnp.float32) / 255.0
+        labels = jnp.broadcast_to(jnp.arange(ways, dtype=jnp.int32)[:, None], order.shape)
+
+        def part(a, lo, hi):
+            return a[:, lo:hi].reshape(ways * (hi - lo), *a.shape[2:])
+
+        n = shots + queries
+        return jmeta.Task(
+            jmeta.Batch(part(x, 0, shots), part(labels, 0, shots)),
+            jmeta.Batch(part(x, shots, n), part(labels, shots, n)),
+        )
+
+    return sample
+
+
+def omniglot_dir() -> Path:
+    env = os.environ.get("JMETA_OMNIGLOT_DIR")
+    return Path(env) if env else (REPO / ".." / "shared" / "data" / "omniglot").resolve()
+
+
+def machine_line() -> str:
+    """One line about where the numbers come from."""
+    devices = jax.devices()
+    kinds = sorted({d.device_kind for d in devices})
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f"; 1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    return (
+        f"{datetime.date.today()}, JAX {jax.__version__} on {jax.default_backend()} "
+        f"({len(devices)} x {', '.join(kinds)}); "
+        f"Python {platform.python_version()}{load}"
+    )
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    def cell(x):
+        return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
