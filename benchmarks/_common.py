@@ -96,6 +96,28 @@ def _conv3x3_im2col(x, kernel):
     return patches @ kernel.reshape(-1, kernel.shape[-1])
 
 
+def sinusoid_mlp() -> jmeta.Model:
+    """The MAML paper's sinusoid regressor: MLP 1-40-40-1 with ReLU."""
+    sizes, names = (1, 40, 40, 1), ("layer0", "layer1", "head")
+
+    def init(key):
+        keys = jax.random.split(key, len(names))
+        return {
+            name: {
+                "kernel": jax.random.normal(keys[i], sizes[i : i + 2]) / np.sqrt(sizes[i]),
+                "bias": jnp.zeros(sizes[i + 1]),
+            }
+            for i, name in enumerate(names)
+        }
+
+    def apply(params, x):
+        for name in names[:-1]:
+            x = jax.nn.relu(x @ params[name]["kernel"] + params[name]["bias"])
+        return x @ params["head"]["kernel"] + params["head"]["bias"]
+
+    return jmeta.Model(init, apply)
+
+
 def random_image_tasks(key, num_tasks: int, ways: int = 5, shots: int = 1, queries: int = 15):
     """A batch of Omniglot-shaped tasks of random pixels (for memory and speed only)."""
     k_s, k_q = jax.random.split(key)

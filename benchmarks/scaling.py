@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def workload(name: str):
     """``(learner, init_params, sample, num_tasks)`` of a named workload."""
-    import jax.numpy as jnp
-    from _common import conv4, random_image_tasks
+    from _common import conv4, random_image_tasks, sinusoid_mlp
 
     import jmeta
 
@@ -52,19 +51,7 @@ def workload(name: str):
             32,
         )
 
-    def init(key):
-        params, sizes = {}, (1, 40, 40, 1)
-        keys = jax.random.split(key, 3)
-        for i, name_ in enumerate(["layer0", "layer1", "head"]):
-            w = jax.random.normal(keys[i], sizes[i : i + 2]) * jnp.sqrt(2.0 / sizes[i])
-            params[name_] = {"kernel": w, "bias": jnp.zeros(sizes[i + 1])}
-        return params
-
-    def apply(params, x):
-        for name_ in ("layer0", "layer1"):
-            x = jax.nn.relu(x @ params[name_]["kernel"] + params[name_]["bias"])
-        return x @ params["head"]["kernel"] + params["head"]["bias"]
-
+    init, apply = sinusoid_mlp()
     learner = jmeta.maml(apply, jmeta.losses.mse, inner_lr=0.01, num_steps=1)
     sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=64)
     return learner, init(jax.random.key(0)), sample, 64
