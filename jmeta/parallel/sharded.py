@@ -76,10 +76,26 @@ def place(mesh: Mesh, state: MetaTrainState, tasks: Task | None = None):
 
     Done before every compiled call, so the first call (host or one-device
     arrays) and later calls (the previous call's outputs) see the same input
-    types and share one trace. Keys are left alone: a typed PRNG key cannot be
-    ``device_put`` onto devices of other processes, and ``jit`` places it.
+    types and share one trace. State that has to move is copied, never aliased:
+    the compiled step donates it, and donating an alias would delete the
+    caller's arrays (``step.init(params)`` holds ``params`` itself). Keys are
+    left alone: a typed PRNG key cannot be ``device_put`` onto devices of other
+    processes, and ``jit`` places it.
     """
-    state = jax.device_put(state, replicated(mesh))
+    rep = replicated(mesh)
+
+    def put_state(x):
+        if isinstance(x, jax.core.Tracer):  # inside another jit (sharded_scan_steps)
+            return jax.lax.with_sharding_constraint(x, rep)
+        if not isinstance(x, jax.Array):
+            return jax.device_put(x, rep)
+        if x.sharding.is_equivalent_to(rep, x.ndim):
+            return x
+        # device_put may reuse x's buffer for one of the copies (even with
+        # may_alias=False, JAX 0.10), so copy first.
+        return jax.device_put(x.copy(), rep)
+
+    state = jax.tree_util.tree_map(put_state, state)
     if tasks is None:
         return (state,)
     check_divisible(num_tasks_of(tasks), mesh)
