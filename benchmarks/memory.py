@@ -200,7 +200,14 @@ def main() -> None:
             "`x of 1 step`: temp memory relative to one inner step with the same remat and "
             "precision. Without remat every inner step keeps its activations for the "
             "backward pass; with `remat=True` (`jax.checkpoint` per inner step) it keeps "
-            "only each step's parameters and recomputes the rest.",
+            "only each step's parameters and recomputes the rest."
+            + (
+                " On XLA:CPU, bfloat16 convolutions and matrix products are computed in "
+                "float32 (the compiled program converts their inputs and outputs), so "
+                "bfloat16 saves little memory here; GPUs compute them in bfloat16."
+                if backend == "cpu"
+                else ""
+            ),
             "",
             f"## Task chunking (5 inner steps, no remat, float32, {NUM_TASKS} tasks)",
             "",

@@ -111,8 +111,8 @@ def sharded_scan_steps(
     """:func:`jmeta.scan_steps` over a mesh: sampling and steps in one compiled call.
 
     Each step's tasks are sampled inside the compiled program and constrained
-    to the task sharding, so every device draws only its own tasks and no task
-    data crosses the host. Step ``s`` uses ``fold_in(key, s)`` exactly as
+    to the task sharding, so the compiler can split the sampling over the
+    devices too, and no task data crosses the host. Step ``s`` uses ``fold_in(key, s)`` exactly as
     :func:`jmeta.scan_steps`, so a sharded run reproduces a single-device run.
 
     Args:
