@@ -6,8 +6,20 @@ functions built by a lowercase builder (:func:`maml`, :func:`meta_sgd`, ...).
 whole by :func:`jit_step` or :func:`scan_steps`.
 """
 
-from jmeta import algorithms, losses, params, tasks
-from jmeta.algorithms import anil, boil, fomaml, maml, meta_sgd
+from jmeta import algorithms, datasets, losses, models, params, tasks
+from jmeta.algorithms import (
+    anil,
+    boil,
+    cavia,
+    fomaml,
+    imaml,
+    maml,
+    matching_net,
+    meta_sgd,
+    protonet,
+    r2d2,
+    reptile,
+)
 from jmeta.evaluation import Estimate, evaluate, mean_ci
 from jmeta.inner import InnerLoopResult, inner_loop
 from jmeta.params import path_mask
@@ -35,22 +47,30 @@ __all__ = [
     "Model",
     "Task",
     "algorithms",
+    "datasets",
     "anil",
     "batched_meta_loss",
     "boil",
+    "cavia",
     "evaluate",
     "evaluate_tasks",
     "fomaml",
+    "imaml",
     "inner_loop",
     "jit_step",
     "losses",
     "maml",
+    "matching_net",
     "mean_ci",
+    "models",
     "meta_gradient",
     "meta_sgd",
     "meta_train_step",
     "params",
     "path_mask",
+    "protonet",
+    "r2d2",
+    "reptile",
     "scan_steps",
     "tasks",
 ]
