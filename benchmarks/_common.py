@@ -1,9 +1,4 @@
-"""Pieces shared by the scaling, memory and mixed-precision benchmarks.
-
-The Conv4 model comes from :mod:`jmeta.models` when it is installed; until it
-lands, a small equivalent (4 x [3x3 conv, batch norm with batch statistics,
-ReLU, 2x2 max-pool], linear ``head``) is written out here.
-"""
+"""Pieces shared by the scaling, memory and mixed-precision benchmarks."""
 
 from __future__ import annotations
 
@@ -17,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import jmeta
-from jmeta.precision import mixed_precision
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -25,79 +19,32 @@ PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
 
 
 def conv4(num_classes: int, precision: str = "float32", channels: int = 64, conv_impl: str = "xla"):
-    """``(init, apply)`` of Conv4 on 28x28x1 inputs computing in ``precision``.
+    """``(init, apply)`` of ``jmeta.models.conv4`` on 28x28x1 inputs computing in ``precision``.
 
-    Parameters are float32 either way; ``"bfloat16"`` computes in bfloat16.
+    Parameters are float32 either way; ``"bfloat16"`` computes in bfloat16
+    (the model's own ``dtype=``: it fixes its compute dtype when built, so
+    wrapping it with ``mixed_precision`` would change nothing).
     ``conv_impl="im2col"`` computes each convolution as one matrix product over
     shifted copies of the input: under ``vmap`` with per-task weights XLA's own
     convolution becomes a grouped convolution, which is very slow on CPU.
     """
-    dtype = PRECISIONS[precision]
-    try:
-        from jmeta.models import conv4 as models_conv4
-    except ImportError:
-        model = _local_conv4(num_classes, channels, conv_impl)
-        apply = model.apply if dtype is None else mixed_precision(model.apply, dtype)
-        return model.init, apply
-    model = models_conv4(
-        num_classes, channels=channels, input_shape=(28, 28, 1), dtype=dtype, conv_impl=conv_impl
+    model = jmeta.models.conv4(
+        num_classes,
+        channels=channels,
+        input_shape=(28, 28, 1),
+        dtype=PRECISIONS[precision],
+        conv_impl=conv_impl,
     )
     return model.init, model.apply
 
 
-def _local_conv4(num_classes: int, channels: int, conv_impl: str) -> jmeta.Model:
-    conv = _conv3x3_im2col if conv_impl == "im2col" else _conv3x3_xla
-
-    def init(key):
-        keys = jax.random.split(key, 5)
-        params, c_in = {}, 1
-        for i in range(4):
-            bound = np.sqrt(6.0 / (9 * c_in + 9 * channels))
-            kernel = jax.random.uniform(
-                keys[i], (3, 3, c_in, channels), minval=-bound, maxval=bound
-            )
-            params[f"conv{i}"] = {"kernel": kernel}
-            params[f"bn{i}"] = {"scale": jnp.ones(channels), "bias": jnp.zeros(channels)}
-            c_in = channels
-        bound = np.sqrt(6.0 / (channels + num_classes))
-        head = jax.random.uniform(keys[4], (channels, num_classes), minval=-bound, maxval=bound)
-        params["head"] = {"kernel": head, "bias": jnp.zeros(num_classes)}
-        return params
-
-    def apply(params, x):
-        h = x
-        for i in range(4):
-            h = conv(h, params[f"conv{i}"]["kernel"])
-            stats = h.astype(jnp.promote_types(h.dtype, jnp.float32))
-            mean, var = stats.mean((0, 1, 2)), stats.var((0, 1, 2))
-            h = ((stats - mean) * jax.lax.rsqrt(var + 1e-5)).astype(h.dtype)
-            h = h * params[f"bn{i}"]["scale"] + params[f"bn{i}"]["bias"]
-            h = jax.lax.reduce_window(
-                jax.nn.relu(h), -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
-            )
-        h = h.reshape(h.shape[0], -1)
-        return h @ params["head"]["kernel"] + params["head"]["bias"]
-
-    return jmeta.Model(init, apply)
-
-
-def _conv3x3_xla(x, kernel):
-    dims = ("NHWC", "HWIO", "NHWC")
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=dims)
-
-
-def _conv3x3_im2col(x, kernel):
-    """3x3 'SAME' convolution as one matrix product over shifted copies of ``x``."""
-    n, h, w, _ = x.shape
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate(
-        [padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=-1
-    )
-    return patches @ kernel.reshape(-1, kernel.shape[-1])
-
-
 def sinusoid_mlp() -> jmeta.Model:
-    """The MAML paper's sinusoid regressor: MLP 1-40-40-1 with ReLU."""
+    """The MAML paper's sinusoid regressor, MLP 1-40-40-1 with ReLU, written out.
+
+    It computes in the dtype of its inputs and parameters (unlike
+    ``jmeta.models.mlp``, which fixes its compute dtype when built), so
+    ``jmeta.precision.mixed_precision`` decides its precision.
+    """
     sizes, names = (1, 40, 40, 1), ("layer0", "layer1", "head")
 
     def init(key):

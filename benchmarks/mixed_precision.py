@@ -184,8 +184,8 @@ def main() -> None:
             f"tasks. Omniglot: the real minimal split (`minimal-train` with rotations, "
             f"`minimal-test`), Conv4 with {args.channels} filters, 5-way 1-shot with 5 queries "
             f"per class, 4 tasks per meta-batch, {omni_steps} meta-steps, 1 inner step (lr "
-            "0.4), Adam 1e-3; test on 400 tasks. `bfloat16` wraps the model with "
-            "`jmeta.precision.mixed_precision` (or uses `jmeta.models.conv4(dtype=bfloat16)`): "
+            "0.4), Adam 1e-3; test on 400 tasks. `bfloat16`: the sinusoid MLP is wrapped with "
+            "`jmeta.precision.mixed_precision`, Conv4 is `jmeta.models.conv4(dtype=bfloat16)`; "
             "the model computes in bfloat16, while parameters, inner and outer gradients, "
             "losses and the meta-optimizer stay float32. `final train loss`: mean meta-loss "
             "over the last 10% of steps.",
