@@ -8,6 +8,12 @@ computed with ``jax.vmap`` over the task axis (no Python loop over tasks); its
 gradient is applied by any optax optimizer. :func:`meta_train_step` returns the
 pure functions; :func:`jit_step` and :func:`scan_steps` compile them, the
 latter running many meta-steps, task sampling included, in one call.
+
+Two options bound memory and spread the work: ``chunk_size`` evaluates the
+batch as sequential chunks of vmapped tasks, each chunk's backward pass done
+before the next starts, so temporary memory scales with the chunk rather than
+the batch; ``axis_name`` makes the step a per-device program for
+``shard_map``/``pmap`` (see :mod:`jmeta.parallel`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jmeta._vma import device_varying
 from jmeta.types import Array, MetaLearner, MetaParams, Metrics, PRNGKey, Task
 from jmeta.validation import check_positive_int, check_task
 
@@ -40,26 +47,142 @@ class MetaTrainStep(NamedTuple):
 def batched_meta_loss(
     learner: MetaLearner, meta_params: MetaParams, tasks: Task, key: PRNGKey
 ) -> tuple[Array, Metrics]:
-    """Mean meta-loss over a batch of tasks (leading task axis), and mean metrics."""
+    """Mean meta-loss over a batch of tasks (leading task axis), and mean metrics.
+
+    ``key`` is one PRNG key, split into one key per task, or already one key
+    per task (a ``[T]`` array of typed keys, or ``[T, 2]`` raw ``uint32`` keys).
+    """
     check_task(tasks, batched=True)
-    num_tasks = tasks.support.x.shape[0]
-    keys = jax.random.split(key, num_tasks)
+    keys = _task_keys(key, tasks.support.x.shape[0])
     losses, metrics = jax.vmap(learner.meta_loss, in_axes=(None, 0, 0))(meta_params, tasks, keys)
     return losses.mean(), jax.tree_util.tree_map(jnp.mean, metrics)
 
 
 def meta_gradient(
-    learner: MetaLearner, meta_params: MetaParams, tasks: Task, key: PRNGKey
+    learner: MetaLearner,
+    meta_params: MetaParams,
+    tasks: Task,
+    key: PRNGKey,
+    *,
+    chunk_size: int | None = None,
+    axis_name: str | None = None,
 ) -> tuple[MetaParams, Metrics]:
-    """The meta-gradient of :func:`batched_meta_loss`, and its metrics."""
-    grads, metrics = jax.grad(
-        lambda p: batched_meta_loss(learner, p, tasks, key), has_aux=True
-    )(meta_params)
+    r"""The meta-gradient of :func:`batched_meta_loss`, and its metrics.
+
+    Args:
+      learner: any :class:`~jmeta.MetaLearner`.
+      meta_params: the meta-parameters :math:`\theta`.
+      tasks: a batch of :math:`T` tasks (leading task axis).
+      key: one PRNG key, or one per task (see :func:`batched_meta_loss`).
+      chunk_size: ``None`` vmaps all :math:`T` tasks at once. An integer
+        :math:`c` dividing :math:`T` runs :math:`T / c` chunks of :math:`c`
+        vmapped tasks one after another (``lax.scan``), each computing its
+        gradient before the next starts, and sums them:
+        :math:`\nabla \mathcal{J} = \frac{1}{T}\sum_{j}\sum_{t \in C_j}
+        \nabla \text{meta\_loss}_t`. Same result (up to float rounding),
+        memory of one chunk. Chunk :math:`j` holds tasks
+        :math:`j, j + T/c, j + 2T/c, \dots`, so a task axis sharded in
+        contiguous blocks over devices stays sharded inside every chunk.
+      axis_name: the name of a mapped device axis (``shard_map`` or ``pmap``)
+        over which the task batch is split: each device computes the gradient
+        of its own tasks, then gradient and metrics are averaged across
+        devices with ``lax.pmean``. The meta-parameters are first marked
+        device-varying, so inside ``shard_map`` every device's inner loop
+        differentiates its own tasks' losses only (without this, the gradient
+        of a replicated value is summed over devices automatically, and each
+        device would adapt with every device's gradients).
+
+    Returns:
+      ``(grads, metrics)``: the mean meta-gradient (structure of
+      ``meta_params``) and the mean of each per-task metric.
+    """
+    check_task(tasks, batched=True)
+    num_tasks = tasks.support.x.shape[0]
+    keys = _task_keys(key, num_tasks)
+    if axis_name is not None:
+        meta_params = device_varying(meta_params, axis_name)
+    if chunk_size is not None:
+        chunk_size = _check_chunk_size(chunk_size, num_tasks)
+    if chunk_size is None or chunk_size == num_tasks:
+        grads, metrics = jax.grad(
+            lambda p: batched_meta_loss(learner, p, tasks, keys), has_aux=True
+        )(meta_params)
+    else:
+        grads, metrics = _chunked_meta_gradient(learner, meta_params, tasks, keys, chunk_size)
+    if axis_name is not None:
+        grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
     return grads, metrics
 
 
+def _chunked_meta_gradient(learner, meta_params, tasks, keys, chunk_size):
+    num_tasks = tasks.support.x.shape[0]
+    num_chunks = num_tasks // chunk_size
+    # Task t = i * num_chunks + j goes to chunk j, row i: a [T] axis split in
+    # contiguous device blocks becomes a [c] axis split the same way.
+    chunks = jax.tree_util.tree_map(
+        lambda a: jnp.swapaxes(a.reshape(chunk_size, num_chunks, *a.shape[1:]), 0, 1),
+        (tasks, keys),
+    )
+
+    def chunk_sum(p, chunk):
+        chunk_tasks, chunk_keys = chunk
+        losses, metrics = jax.vmap(learner.meta_loss, in_axes=(None, 0, 0))(
+            p, chunk_tasks, chunk_keys
+        )
+        return losses.sum(), jax.tree_util.tree_map(_sum_as_float, metrics)
+
+    def body(total, chunk):
+        grads, metrics = jax.grad(chunk_sum, has_aux=True)(meta_params, chunk)
+        return jax.tree_util.tree_map(jnp.add, total, (grads, metrics)), None
+
+    first = jax.tree_util.tree_map(lambda a: a[0], chunks)
+    # zeros_like of the traced shapes keeps their device-varying type (shard_map).
+    zeros = jax.tree_util.tree_map(
+        jnp.zeros_like, jax.eval_shape(jax.grad(chunk_sum, has_aux=True), meta_params, first)
+    )
+    total, _ = jax.lax.scan(body, zeros, chunks)
+    return jax.tree_util.tree_map(lambda s: s / num_tasks, total)
+
+
+def _sum_as_float(x: Array) -> Array:
+    return jnp.sum(x, axis=0, dtype=jnp.promote_types(x.dtype, jnp.float32))
+
+
+def _check_chunk_size(chunk_size: object, num_tasks: int) -> int:
+    chunk_size = check_positive_int("chunk_size", chunk_size)
+    if num_tasks % chunk_size:
+        raise ValueError(
+            f"chunk_size={chunk_size} must divide the number of tasks in the meta-batch, "
+            f"{num_tasks}; use a divisor of {num_tasks} or chunk_size=None."
+        )
+    return chunk_size
+
+
+def _task_keys(key: PRNGKey, num_tasks: int) -> PRNGKey:
+    """One PRNG key per task: ``split(key, num_tasks)``, or ``key`` if it already is.
+
+    Accepts typed keys (``jax.random.key``: one key has shape ``()``) and raw
+    ``uint32`` keys (``jax.random.PRNGKey``: one key has shape ``(2,)``).
+    """
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    single = () if typed else (2,)
+    if key.shape == single:
+        return jax.random.split(key, num_tasks)
+    if key.shape == (num_tasks, *single):
+        return key
+    raise ValueError(
+        f"key must be one PRNG key (shape {single}) or one per task (shape "
+        f"{(num_tasks, *single)} for {num_tasks} tasks); got shape {key.shape}."
+    )
+
+
 def meta_train_step(
-    learner: MetaLearner, optimizer: optax.GradientTransformation, *, skip_nonfinite: bool = True
+    learner: MetaLearner,
+    optimizer: optax.GradientTransformation,
+    *,
+    skip_nonfinite: bool = True,
+    chunk_size: int | None = None,
+    axis_name: str | None = None,
 ) -> MetaTrainStep:
     """Pure ``init``/``update`` functions for meta-training ``learner``.
 
@@ -70,6 +193,12 @@ def meta_train_step(
         infinite, leave the state unchanged (the step counter too) and report
         ``metrics["finite"] == False``, so a run can stop with its last good
         parameters intact even when many steps run inside one compiled call.
+      chunk_size: evaluate the meta-batch in sequential chunks of this many
+        tasks to bound memory (see :func:`meta_gradient`).
+      axis_name: build a per-device step for ``shard_map``/``pmap`` whose
+        meta-gradient and metrics are averaged over this device axis (see
+        :func:`meta_gradient` and :mod:`jmeta.parallel`). ``None`` for one
+        device or for ``jit`` with sharded inputs.
 
     Returns:
       A :class:`MetaTrainStep`. ``update`` is pure; compile it with
@@ -90,7 +219,9 @@ def meta_train_step(
         return MetaTrainState(meta_params, optimizer.init(meta_params), jnp.zeros((), jnp.int32))
 
     def update(state: MetaTrainState, tasks: Task, key: PRNGKey):
-        grads, metrics = meta_gradient(learner, state.meta_params, tasks, key)
+        grads, metrics = meta_gradient(
+            learner, state.meta_params, tasks, key, chunk_size=chunk_size, axis_name=axis_name
+        )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.meta_params)
         new = MetaTrainState(
             optax.apply_updates(state.meta_params, updates), opt_state, state.step + 1
@@ -133,6 +264,17 @@ def scan_steps(
       A jitted ``(state, key) -> (state, metrics)`` whose metrics have a
       leading axis of ``num_steps``; the state's buffers are donated.
     """
+    return jax.jit(_scan_run(update, sample_tasks, num_steps), donate_argnums=0)
+
+
+def _scan_run(
+    update: Callable, sample_tasks: Callable[[PRNGKey], Task], num_steps: int
+) -> Callable[[MetaTrainState, PRNGKey], tuple[MetaTrainState, Metrics]]:
+    """The uncompiled ``(state, key) -> (state, metrics)`` of :func:`scan_steps`.
+
+    For wrappers that compile it their own way (:mod:`jmeta.parallel` adds
+    shardings).
+    """
     num_steps = check_positive_int("num_steps", num_steps)
 
     def run(state, key):
@@ -142,7 +284,7 @@ def scan_steps(
 
         return jax.lax.scan(body, state, None, length=num_steps)
 
-    return jax.jit(run, donate_argnums=0)
+    return run
 
 
 def evaluate_tasks(

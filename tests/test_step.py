@@ -118,3 +118,50 @@ def test_evaluate_tasks_per_task_metrics():
     lr = learner()
     out = jmeta.evaluate_tasks(lr, mlp_init(jax.random.key(0)), SAMPLE(jax.random.key(1)), jax.random.key(2), num_steps=5)
     assert out["loss"].shape == (4,) and out["loss_before"].shape == (4,)
+
+
+def test_chunked_meta_gradient_equals_unchunked():
+    lr = jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.05, num_steps=2, remat=True)
+    theta = mlp_init(jax.random.key(0))
+    tasks = jmeta.tasks.sample_tasks(jmeta.tasks.sinusoid, jax.random.key(1), 8)
+    grad = jax.jit(
+        lambda p, t, k, c: jmeta.meta_gradient(lr, p, t, k, chunk_size=c), static_argnums=3
+    )
+    expected = grad(theta, tasks, jax.random.key(2), None)
+    for chunk_size in (1, 4):
+        actual = grad(theta, tasks, jax.random.key(2), chunk_size)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), actual, expected
+        )
+
+
+def test_chunked_meta_train_step_equals_unchunked():
+    plain = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
+    chunked = jmeta.meta_train_step(learner(), optax.sgd(1e-2), chunk_size=2)
+    tasks, key = SAMPLE(jax.random.key(1)), jax.random.key(2)
+    expected, expected_metrics = jax.jit(plain.update)(plain.init(mlp_init(jax.random.key(0))), tasks, key)
+    state, metrics = jax.jit(chunked.update)(chunked.init(mlp_init(jax.random.key(0))), tasks, key)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state, expected)
+    assert set(metrics) == set(expected_metrics)
+    for name in metrics:
+        np.testing.assert_allclose(metrics[name], expected_metrics[name], rtol=1e-6)
+
+
+def test_chunk_size_must_divide_the_meta_batch():
+    theta, tasks = mlp_init(jax.random.key(0)), SAMPLE(jax.random.key(1))
+    with pytest.raises(ValueError, match=r"chunk_size=3 must divide .* 4"):
+        jmeta.meta_gradient(learner(), theta, tasks, jax.random.key(2), chunk_size=3)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        jmeta.meta_gradient(learner(), theta, tasks, jax.random.key(2), chunk_size=0)
+
+
+def test_one_key_per_task_equals_one_key_split():
+    lr = learner()
+    theta, tasks, key = mlp_init(jax.random.key(0)), SAMPLE(jax.random.key(1)), jax.random.key(2)
+    loss, _ = jmeta.batched_meta_loss(lr, theta, tasks, key)
+    per_task, _ = jmeta.batched_meta_loss(lr, theta, tasks, jax.random.split(key, 4))
+    assert loss == per_task
+    raw, _ = jmeta.batched_meta_loss(lr, theta, tasks, jax.random.PRNGKey(2))
+    assert np.isfinite(raw)
+    with pytest.raises(ValueError, match=r"one per task \(shape \(4,\)"):
+        jmeta.batched_meta_loss(lr, theta, tasks, jax.random.split(key, 3))
