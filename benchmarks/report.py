@@ -43,27 +43,33 @@ def throughput_markdown(report: dict[str, Any]) -> str:
         + ". Median over timed steps after warm-up (p10-p90 in brackets). Peak memory: XLA's "
         "compiled footprint for JAX (arguments + outputs + temporaries), the allocator peak for "
         "PyTorch on a GPU, the process's peak RSS on the CPU. `x jmeta` is jmeta's throughput "
-        "divided by the row's.",
+        "divided by the row's. `first meta-loss`: the meta-loss of the first step, from the same "
+        "initial parameters and tasks for every implementation (a check that they compute the same thing).",
         "",
     ]
     for key, rows in groups.items():
         ref = next((r for r in rows if r["peer"] == "jmeta" and not r["options"] and r["status"] == "ok"), None)
         lines += [f"**{case_title(rows[0])}**", ""]
-        lines += ["| implementation | ms / step | tasks / s | compile s | peak memory | x jmeta |",
-                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += ["| implementation | ms / step | tasks / s | compile s | peak memory | x jmeta | first meta-loss |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for r in sorted(rows, key=lambda r: -(r.get("tasks_per_s") or 0)):
             if r["status"] != "ok":
                 reason = r.get("reason") or r.get("error") or ""
-                lines.append(f"| {r['label']} | {r['status']}: {_short(reason)} | | | | |")
+                lines.append(f"| {r['label']} | {r['status']}: {_short(reason)} | | | | | |")
                 continue
             ratio = f"{ref['tasks_per_s'] / r['tasks_per_s']:.1f}" if ref else "-"
             lines.append(
                 f"| {r['label']} | {r['median_ms']:.2f} ({r['p10_ms']:.2f}-{r['p90_ms']:.2f}) "
                 f"| {r['tasks_per_s']:,.0f} | {r.get('build_and_compile_s', r.get('compile_or_first_call_s', 0)):.1f} "
-                f"| {_peak(r)} | {ratio} |"
+                f"| {_peak(r)} | {ratio} | {_first_loss(r)} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _first_loss(r: dict[str, Any]) -> str:
+    losses = r.get("first_losses") or []
+    return f"{losses[0]:.5f}" if losses else "-"
 
 
 def _short(text: str, n: int = 90) -> str:

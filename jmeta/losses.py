@@ -89,13 +89,13 @@ def _check_classification(logits: Array, labels: Array) -> None:
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"labels must be integers; got dtype {labels.dtype}.")
-    if not isinstance(labels, jax.core.Tracer):
-        # Concrete labels (outside jit) are checked against the number of classes;
-        # inside jit the task samplers guarantee the range.
+    try:
         values = np.asarray(labels)
-        lo, hi = int(values.min()), int(values.max())
-        if lo < 0 or hi >= logits.shape[-1]:
-            raise ValueError(
-                f"labels must lie in [0, {logits.shape[-1]}) for {logits.shape[-1]} "
-                f"classes; found labels in [{lo}, {hi}]."
-            )
+    except jax.errors.TracerArrayConversionError:
+        return  # inside jit the task samplers guarantee the range
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0 or hi >= logits.shape[-1]:
+        raise ValueError(
+            f"labels must lie in [0, {logits.shape[-1]}) for {logits.shape[-1]} "
+            f"classes; found labels in [{lo}, {hi}]."
+        )

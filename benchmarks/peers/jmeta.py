@@ -9,7 +9,8 @@ buffers donated). Options select what the benchmark compares:
   grouped convolution) or ``"im2col"`` (a batched matrix product);
 * ``precision``: ``"float32"`` or ``"bfloat16"`` (bf16 activations and
   convolution inputs, float32 parameters, statistics, losses and gradients);
-* ``remat``: checkpoint each inner step.
+* ``remat``: checkpoint each inner step;
+* ``chunk_size``: run the meta-batch as sequential chunks of this many tasks.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from benchmarks.peers.timing import footprint_bytes
 from benchmarks.peers.workloads import Workload
 
 PEER = "jmeta"
-DEFAULT_OPTIONS = {"conv_impl": "im2col", "precision": "float32", "remat": False}
+DEFAULT_OPTIONS = {"conv_impl": "im2col", "precision": "float32", "remat": False, "chunk_size": None}
 
 
 def model_for(workload: Workload, conv_impl: str, precision: str, param_dtype: str) -> jmeta.Model:
@@ -101,6 +102,7 @@ class JmetaStep:
     def __init__(self, workload: Workload, params: Params, batch: TaskBatch, device, **options):
         options = {**DEFAULT_OPTIONS, **options}
         self.peer, self.workload, self.options = PEER, workload, options
+        self.first_losses: list = []
         self.num_tasks, self.device = batch.num_tasks, device.platform
         param_dtype = jnp.asarray(params[next(iter(params))]).dtype
         model = model_for(workload, options["conv_impl"], options["precision"], param_dtype)
@@ -113,7 +115,9 @@ class JmetaStep:
             first_order=workload.first_order,
             remat=options["remat"],
         )
-        self.step = jmeta.meta_train_step(learner, optax.adam(workload.meta_lr))
+        self.step = jmeta.meta_train_step(
+            learner, optax.adam(workload.meta_lr), chunk_size=options["chunk_size"]
+        )
         self.state = jax.device_put(self.step.init(to_jmeta(workload, params)), device)
         sy, qy = batch.support_y, batch.query_y
         if not workload.is_classification:  # regression targets are [T, n, 1]
@@ -133,6 +137,8 @@ class JmetaStep:
 
     def __call__(self) -> None:
         self.state, metrics = self._update(self.state, self.tasks, self.key)
+        if len(self.first_losses) < 3:  # meta-losses of the first calls, to check peers agree
+            self.first_losses.append(metrics["loss"])
         jax.block_until_ready((self.state, metrics))
 
     def loss_and_grad(self) -> tuple[float, Params]:
@@ -153,7 +159,7 @@ def build(
 ) -> JmetaStep:
     """Build jmeta's meta-step (see :class:`benchmarks.peers.base.Builder`).
 
-    ``options``: ``conv_impl``, ``precision`` and ``remat`` (module doc).
+    ``options``: ``conv_impl``, ``precision``, ``remat``, ``chunk_size`` (module doc).
     """
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("float64 needs jax_enable_x64 (e.g. `with jax.enable_x64(True):`)")

@@ -114,6 +114,7 @@ class PlainJaxStep:
         compiler_options: dict[str, Any] | None = None,
     ) -> None:
         self.peer = PEER
+        self.first_losses: list = []
         self.workload = workload
         self.num_tasks = batch.num_tasks
         self.device = device.platform
@@ -141,6 +142,8 @@ class PlainJaxStep:
 
     def __call__(self) -> None:
         self.params, self.opt_state, loss = self._step(self.params, self.opt_state, self.batch)
+        if len(self.first_losses) < 3:  # meta-losses of the first calls, to check peers agree
+            self.first_losses.append(loss)
         jax.block_until_ready((self.params, self.opt_state, loss))
 
     def loss_and_grad(self) -> tuple[float, Params]:

@@ -182,13 +182,16 @@ class TorchMetaStep:
         self.batch = batch_to_torch(batch, device)
         self.loss = loss_fn(workload)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=workload.meta_lr)
+        self.first_losses: list = []  # meta-losses of the first calls, to check peers agree
 
     def meta_backward(self) -> Tensor:
         raise NotImplementedError
 
     def __call__(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        self.meta_backward()
+        loss = self.meta_backward()
+        if len(self.first_losses) < 3:
+            self.first_losses.append(loss)
         self.optimizer.step()
         synchronize(self.torch_device)
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Everything jmeta measures on a lent GPU, in one lease, most important first.
+# Run from the repository root; results go to $OUT (default /tmp/jmeta-gpu).
+# Wheels of optional peers (higher, torchopt and their needs) may sit in .whl/.
+set -u
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+OUT=${OUT:-/tmp/jmeta-gpu}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+start=$SECONDS
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+  python3 -c "import jax, torch, flax, optax; print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__, 'flax', flax.__version__, 'optax', optax.__version__)"
+} 2>&1 | tee "$OUT/machine.txt"
+
+# 1. Throughput (JAX group, then PyTorch group, each with its own time budget).
+timeout "${THROUGHPUT_TIMEOUT:-400}" python3 -m benchmarks.throughput --suite gpu \
+  --budget-s "${JAX_BUDGET:-240}" "${TORCH_BUDGET:-70}" --grace-s 45 --out "$OUT" 2>&1 | tee "$OUT/throughput.log"
+echo "throughput done at $((SECONDS - start)) s"
+
+# 2. Memory: inner steps x remat x precision, from compiled analysis and the allocator.
+timeout "${MEMORY_TIMEOUT:-60}" python3 benchmarks/memory.py --quick --out "$OUT/memory.md" 2>&1 | tail -40 | tee "$OUT/memory.log"
+echo "all done at $((SECONDS - start)) s"

@@ -1,0 +1,120 @@
+"""The default job's meta-step (MAML, sinusoid): jmeta against a hand-written step.
+
+Two comparisons, in one run on one machine:
+
+1. jmeta's meta-step (``jmeta.meta_train_step`` + ``jmeta.jit_step``) against
+   the hand-written plain-JAX step of :mod:`benchmarks.peers.plain_jax`, both on
+   the same pre-made batch, one compiled call per meta-step.
+2. Many meta-steps per compiled call (``jmeta.scan_steps``: tasks sampled on
+   device, no host round trip) against one call per meta-step (the same
+   function with one step per call).
+
+Settings are the MAML paper's: MLP 1-40-40-1, 10-shot, 25 tasks, inner lr 0.01,
+one inner step, Adam 1e-3. Timings alternate between the contenders over
+several rounds and report medians, which keeps a busy machine's noise out of
+the ratios. Writes ``benchmarks/results/sinusoid_step.{md,json}``.
+
+Usage: ``python -m benchmarks.sinusoid_step [--rounds 7]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+
+import jmeta
+from benchmarks.peers import get_builder
+from benchmarks.peers.workloads import get_workload
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STEPS_PER_CALL = 100
+
+
+def _per_step_seconds(fn, steps_per_call: int, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / (calls * steps_per_call)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    workload = get_workload("sinusoid")
+
+    # 1. The same step on the same batch: jmeta vs hand-written plain JAX.
+    jm, plain = get_builder("jmeta")(workload, 25), get_builder("plain_jax")(workload, 25)
+    for step in (jm, plain):
+        step.compile()
+        step()
+
+    # 2. Many steps per call vs one step per call (sampling inside the call).
+    model = jmeta.models.mlp((1, 40, 40, 1))
+    learner = jmeta.maml(model.apply, jmeta.losses.mse, inner_lr=0.01)
+    train = jmeta.meta_train_step(learner, optax.adam(1e-3))
+    sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=25)
+    runs = {n: jmeta.scan_steps(train.update, sample, n) for n in (1, STEPS_PER_CALL)}
+    states = {n: train.init(learner.init(model.init(jax.random.key(0)))) for n in runs}
+    key = jax.random.key(1)
+
+    def call(n: int) -> None:
+        states[n], metrics = runs[n](states[n], key)
+        jax.block_until_ready(metrics)
+
+    for n in runs:
+        call(n)  # compile
+
+    contenders = {
+        "jmeta step, 1 call/step": (jm, 1, 200),
+        "hand-written plain JAX, 1 call/step": (plain, 1, 200),
+        "jmeta scan_steps, 1 step/call (sampling inside)": (functools.partial(call, 1), 1, 200),
+        f"jmeta scan_steps, {STEPS_PER_CALL} steps/call (sampling inside)": (
+            functools.partial(call, STEPS_PER_CALL), STEPS_PER_CALL, 4),
+    }  # fmt: skip
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(args.rounds):  # interleaved rounds: load changes hit every contender alike
+        for name, (fn, steps_per_call, calls) in contenders.items():
+            samples[name].append(_per_step_seconds(fn, steps_per_call, calls))
+    medians = {name: float(np.median(v)) for name, v in samples.items()}
+
+    names = list(contenders)
+    vs_plain = medians[names[1]] / medians[names[0]]
+    scan_speedup = medians[names[2]] / medians[names[3]]
+    machine = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores" if jax.default_backend() == "cpu" else str(jax.devices()[0].device_kind)
+    lines = [
+        f"### Sinusoid MAML meta-step on {machine}",
+        "",
+        f"MLP 1-40-40-1, 25 tasks of 10+10 points, 1 inner step (lr 0.01), second order, Adam 1e-3; "
+        f"median over {args.rounds} interleaved rounds; jax {jax.__version__}. "
+        "Command: `python -m benchmarks.sinusoid_step`.",
+        "",
+        "| meta-step | ms / step | meta-steps / s |",
+        "|---|---:|---:|",
+        *[f"| {name} | {1e3 * t:.3f} | {1 / t:,.0f} |" for name, t in medians.items()],
+        "",
+        f"jmeta's step vs the hand-written one: {vs_plain:.2f}x the speed (>= 1 means no slower). "
+        f"{STEPS_PER_CALL} steps per compiled call vs one: {scan_speedup:.1f}x faster per step.",
+        "",
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sinusoid_step.md").write_text("\n".join(lines))
+    (args.out / "sinusoid_step.json").write_text(json.dumps(
+        {"machine": machine, "median_s_per_step": medians, "samples": samples,
+         "jmeta_vs_plain": vs_plain, "scan_speedup": scan_speedup}, indent=1))  # fmt: skip
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
