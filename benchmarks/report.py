@@ -38,7 +38,8 @@ def throughput_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"### Throughput on {report['description']}",
         "",
-        f"Suite `{report['suite']}`, {report['wall_s'] / 60:.1f} min; versions: "
+        f"Suite `{report['suite']}`" + (f", {report['wall_s'] / 60:.1f} min" if report["wall_s"] == report["wall_s"] else "")
+        + "; versions: "
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
         + ". Median over timed steps after warm-up (p10-p90 in brackets). Peak memory: XLA's "
         "compiled footprint for JAX (arguments + outputs + temporaries), the allocator peak for "

@@ -279,12 +279,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grouped", action="store_true", help="one process per framework (the GPU default)")
     parser.add_argument("--stop-at", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--report-from", type=Path, help="only write the report of a records .jsonl file")
+    parser.add_argument("--machine", help="with --report-from: the machine's name")
+    parser.add_argument("--versions", help="with --report-from: JSON of package versions")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cases", help=argparse.SUPPRESS)
     parser.add_argument("--records", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
+    if args.report_from:  # e.g. the records of a run cut short by a lease's end
+        machine, versions = args.machine or machine_name(args.device), json.loads(args.versions or "{}")
+        stem = args.out / f"throughput_{machine}"
+        write_report(args.report_from, stem, machine, args.suite, float("nan"), versions)
+        return 0
     name = "quick" if args.quick else args.suite
     machine = machine_name(args.device)
     on_cpu = machine == "cpu"
@@ -306,18 +314,23 @@ def main(argv: list[str] | None = None) -> int:
         for group, budget in zip(groups, budgets):
             args.stop_at = time.time() + budget if budget else 0
             run_group(group, args, records_path)
-    records = [json.loads(line) for line in open(records_path)]
-    report = {"machine": machine, "description": describe_machine(machine), "suite": name,
-              "wall_s": time.time() - started, "versions": _versions(), "records": records}  # fmt: skip
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    write_report(records_path, stem, machine, name, time.time() - started, _versions())
     records_path.unlink()
-    from benchmarks.report import throughput_markdown, throughput_chart
+    return 0
 
+
+def write_report(records_path: Path, stem: Path, machine: str, suite_name: str, wall_s: float, versions: dict) -> None:
+    """JSON, markdown and PNG chart from the records of a run."""
+    from benchmarks.report import throughput_chart, throughput_markdown
+
+    records = [json.loads(line) for line in open(records_path)]
+    report = {"machine": machine, "description": describe_machine(machine), "suite": suite_name,
+              "wall_s": wall_s, "versions": versions, "records": records}  # fmt: skip
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     markdown = throughput_markdown(report)
     stem.with_suffix(".md").write_text(markdown)
     throughput_chart(report, stem.with_suffix(".png"))
     print(markdown)
-    return 0
 
 
 def _versions() -> dict[str, str]:

@@ -216,6 +216,9 @@ def meta_train_step(
     """
 
     def init(meta_params: MetaParams) -> MetaTrainState:
+        # A copy: the compiled steps donate the state's buffers, which must not
+        # delete the caller's parameters.
+        meta_params = jax.tree_util.tree_map(jnp.copy, meta_params)
         return MetaTrainState(meta_params, optimizer.init(meta_params), jnp.zeros((), jnp.int32))
 
     def update(state: MetaTrainState, tasks: Task, key: PRNGKey):

@@ -165,3 +165,11 @@ def test_one_key_per_task_equals_one_key_split():
     assert np.isfinite(raw)
     with pytest.raises(ValueError, match=r"one per task \(shape \(4,\)"):
         jmeta.batched_meta_loss(lr, theta, tasks, jax.random.split(key, 3))
+
+
+def test_compiled_steps_leave_the_callers_parameters_alive():
+    step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
+    theta = mlp_init(jax.random.key(0))
+    state = step.init(theta)
+    jmeta.jit_step(step)(state, SAMPLE(jax.random.key(1)), jax.random.key(2))
+    assert np.isfinite(np.asarray(theta["head"]["kernel"])).all()  # not deleted by donation
