@@ -18,14 +18,14 @@ start=$SECONDS
 } 2>&1 | tee "$OUT/machine.txt"
 
 # 1. Throughput (JAX group, then PyTorch group, each with its own time budget).
-timeout "${THROUGHPUT_TIMEOUT:-420}" python3 -m benchmarks.throughput --suite gpu \
+timeout "${THROUGHPUT_TIMEOUT:-420}" python3 -m benchmarks.throughput --suite "${SUITE:-gpu}" \
   --budget-s "${JAX_BUDGET:-240}" "${TORCH_BUDGET:-70}" --grace-s 45 --out "$OUT" 2>&1 | tee "$OUT/throughput.log"
 for records in "$OUT"/throughput_*.jsonl; do  # cut short: report what was measured
-  [ -e "$records" ] && python3 -m benchmarks.throughput --report-from "$records" --suite gpu --out "$OUT" \
+  [ -e "$records" ] && python3 -m benchmarks.throughput --report-from "$records" --suite "${SUITE:-gpu}" --out "$OUT" \
     --machine "$(basename "$records" .jsonl | sed 's/^throughput_//')" | tail -3
 done
 echo "throughput done at $((SECONDS - start)) s"
 
 # 2. Memory: inner steps x remat x precision, from compiled analysis and the allocator.
-timeout "${MEMORY_TIMEOUT:-60}" python3 benchmarks/memory.py --quick --out "$OUT/memory.md" 2>&1 | tail -40 | tee "$OUT/memory.log"
+[ "${MEMORY_TIMEOUT:-60}" -gt 0 ] && timeout "${MEMORY_TIMEOUT:-60}" python3 benchmarks/memory.py --quick --out "$OUT/memory.md" 2>&1 | tail -40 | tee "$OUT/memory.log"
 echo "all done at $((SECONDS - start)) s"

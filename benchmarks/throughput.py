@@ -56,7 +56,7 @@ class Case:
 
     @property
     def label(self) -> str:
-        opts = ", ".join(f"{k}={v}" for k, v in self.options)
+        opts = ", ".join(f"{k}={v}".replace("xla_flags=--xla_gpu_", "XLA ") for k, v in self.options)
         return f"{self.peer} ({opts})" if opts else self.peer
 
     @property
@@ -122,7 +122,21 @@ def suite(name: str) -> list[Case]:
             Case("jmeta", "omniglot_20w1s", 16, inner_steps=5, options=(("remat", True),)),
             *peers("omniglot_5w1s", 512, ("torch_func", "plain_jax")),
         ]
-    raise ValueError(f"unknown suite {name!r}; known: quick, headline, full, gpu")
+    if name == "gpu2":  # a second lease: what the first one left out, and inner-loop fusion
+        bf16 = (("conv_impl", "im2col"), ("precision", "bfloat16"))
+        while_graphs = ("xla_flags", "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE")
+        return [
+            Case("jmeta", "omniglot_20w1s", 16, inner_steps=5, options=(*bf16, ("unroll", True))),
+            Case("jmeta", "omniglot_20w1s", 16, inner_steps=5, options=(*bf16, while_graphs)),
+            Case("jmeta", "omniglot_5w1s", 32, first_order=True, options=bf16),
+            Case("jmeta", "omniglot_5w1s", 32, inner_steps=5, options=bf16),
+            *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax"), first_order=True),
+            *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax"), inner_steps=5),
+            Case("jmeta", "omniglot_20w1s", 16, inner_steps=5, options=(*bf16, ("remat", True))),
+            Case("jmeta", "omniglot_5w1s", 32, options=(("conv_impl", "xla"), ("precision", "bfloat16"))),
+            Case("plain_jax", "omniglot_5w1s", 512),
+        ]
+    raise ValueError(f"unknown suite {name!r}; known: quick, headline, full, gpu, gpu2")
 
 
 # ----------------------------------------------------------------------------- worker
@@ -146,7 +160,8 @@ def run_case(case: Case, device: str | None, warmup: int, repeats: int, budget_s
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        step = build(workload, case.batch, device, **dict(case.options))
+        options = {k: v for k, v in case.options if k != "xla_flags"}  # set by the driver
+        step = build(workload, case.batch, device, **options)
         footprint = step.compile() if hasattr(step, "compile") else None  # JAX: AOT compile
         compile_s = time.perf_counter() - start
         probe = time.perf_counter()
@@ -204,7 +219,10 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def run_group(cases: list[Case], args: argparse.Namespace, records_path: Path) -> None:
-    """Run ``cases`` in worker processes; a crashed worker is restarted after its case."""
+    """Run ``cases`` in worker processes; a crashed worker is restarted after its case.
+
+    All cases of a group share the worker's ``XLA_FLAGS`` (their ``xla_flags`` option).
+    """
     pending = list(cases)
     while pending:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -217,6 +235,9 @@ def run_group(cases: list[Case], args: argparse.Namespace, records_path: Path) -
             cmd += ["--device", args.device]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        flags = dict(cases[0].options).get("xla_flags")
+        if flags:
+            env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), flags]))
         try:
             timeout = args.group_timeout
             if args.stop_at:  # the case in flight may finish; then the worker skips the rest
@@ -265,7 +286,7 @@ def describe_machine(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", default="headline", choices=("quick", "headline", "full", "gpu"))
+    parser.add_argument("--suite", default="headline", choices=("quick", "headline", "full", "gpu", "gpu2"))
     parser.add_argument("--quick", action="store_true", help="alias for --suite quick (about a minute)")
     parser.add_argument("--peers", nargs="*", help="only these peers")
     parser.add_argument("--device", default=None, help="cpu, cuda/gpu, or automatic")
@@ -309,11 +330,13 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             run_group([case], args, records_path)
     else:  # one process per framework, JAX first
-        groups = ([c for c in cases if c.peer in JAX_PEERS], [c for c in cases if c.peer not in JAX_PEERS])
+        jax_cases = [c for c in cases if c.peer in JAX_PEERS]
+        torch_cases = [c for c in cases if c.peer not in JAX_PEERS]
         budgets = (args.budget_s or [0]) * 2
-        for group, budget in zip(groups, budgets):
+        for group, budget in zip((jax_cases, torch_cases), budgets):
             args.stop_at = time.time() + budget if budget else 0
-            run_group(group, args, records_path)
+            for flags in dict.fromkeys(dict(c.options).get("xla_flags") for c in group):
+                run_group([c for c in group if dict(c.options).get("xla_flags") == flags], args, records_path)
     write_report(records_path, stem, machine, name, time.time() - started, _versions())
     records_path.unlink()
     return 0

@@ -44,6 +44,7 @@ def inner_loop(
     mask: Mask | None = None,
     first_order: bool = False,
     remat: bool = False,
+    unroll: int | bool = 1,
 ) -> InnerLoopResult:
     """Run ``num_steps`` differentiable optimizer steps on ``loss_fn``.
 
@@ -58,6 +59,9 @@ def inner_loop(
         and only their gradients are computed.
       first_order: stop gradients through the inner gradients.
       remat: checkpoint each step (recompute in the backward pass).
+      unroll: steps per iteration of the underlying ``lax.scan`` (``True``: all).
+        Unrolling lets XLA fuse and schedule across steps, at a compile time
+        that grows with the unroll factor.
 
     Returns:
       ``InnerLoopResult(params, losses)``, with ``losses[k]`` the support loss
@@ -89,6 +93,6 @@ def inner_loop(
     if remat:
         step = jax.checkpoint(step)
     (adapted, _), losses = jax.lax.scan(
-        step, (adapted, optimizer.init(adapted)), None, length=num_steps
+        step, (adapted, optimizer.init(adapted)), None, length=num_steps, unroll=unroll
     )
     return InnerLoopResult(full(adapted), losses)

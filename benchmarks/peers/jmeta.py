@@ -10,6 +10,7 @@ buffers donated). Options select what the benchmark compares:
 * ``precision``: ``"float32"`` or ``"bfloat16"`` (bf16 activations and
   convolution inputs, float32 parameters, statistics, losses and gradients);
 * ``remat``: checkpoint each inner step;
+* ``unroll``: inner steps per iteration of the inner ``lax.scan``;
 * ``chunk_size``: run the meta-batch as sequential chunks of this many tasks.
 """
 
@@ -29,7 +30,13 @@ from benchmarks.peers.timing import footprint_bytes
 from benchmarks.peers.workloads import Workload
 
 PEER = "jmeta"
-DEFAULT_OPTIONS = {"conv_impl": "im2col", "precision": "float32", "remat": False, "chunk_size": None}
+DEFAULT_OPTIONS = {
+    "conv_impl": "im2col",
+    "precision": "float32",
+    "remat": False,
+    "unroll": 1,
+    "chunk_size": None,
+}
 
 
 def model_for(workload: Workload, conv_impl: str, precision: str, param_dtype: str) -> jmeta.Model:
@@ -114,6 +121,7 @@ class JmetaStep:
             num_steps=workload.inner_steps,
             first_order=workload.first_order,
             remat=options["remat"],
+            unroll=options["unroll"],
         )
         self.step = jmeta.meta_train_step(
             learner, optax.adam(workload.meta_lr), chunk_size=options["chunk_size"]
@@ -159,7 +167,7 @@ def build(
 ) -> JmetaStep:
     """Build jmeta's meta-step (see :class:`benchmarks.peers.base.Builder`).
 
-    ``options``: ``conv_impl``, ``precision``, ``remat``, ``chunk_size`` (module doc).
+    ``options``: ``conv_impl``, ``precision``, ``remat``, ``unroll``, ``chunk_size``.
     """
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("float64 needs jax_enable_x64 (e.g. `with jax.enable_x64(True):`)")

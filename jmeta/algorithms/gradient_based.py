@@ -61,6 +61,7 @@ def gradient_based_learner(
     transductive: bool,
     metrics: MetricFns | None,
     inner_solver: InnerSolver | None = None,
+    unroll: int | bool = 1,
 ) -> MetaLearner:
     """Build a :class:`~jmeta.MetaLearner` from an init and an inner optimizer.
 
@@ -73,6 +74,7 @@ def gradient_based_learner(
       num_steps: inner steps used by ``meta_loss`` (and by default ``adapt``).
       first_order: stop gradients through inner gradients.
       remat: checkpoint each inner step.
+      unroll: inner steps per iteration of the inner ``lax.scan`` (``True``: all).
       adapt_params: which parameters adapt (``None`` for all, a path predicate
         or a bool mask; see :mod:`jmeta.params`).
       transductive: ``True`` to compute query predictions with ``apply_fn``
@@ -112,6 +114,7 @@ def gradient_based_learner(
             mask=mask,
             first_order=first_order,
             remat=remat,
+            unroll=unroll,
         )
 
     def wrap(params: Params, support: Batch):

@@ -24,6 +24,7 @@ def maml(
     inner_optimizer: optax.GradientTransformation | None = None,
     first_order: bool = False,
     remat: bool = False,
+    unroll: int | bool = 1,
     adapt_params: MaskSpec = None,
     transductive: bool = True,
     metrics: MetricFns | None = None,
@@ -54,6 +55,8 @@ def maml(
       first_order: FOMAML.
       remat: recompute each inner step in the backward pass (memory grows far
         slower with ``num_steps``).
+      unroll: inner steps per iteration of the inner ``lax.scan`` (``True``:
+        all); trades compile time for speed on accelerators.
       adapt_params: which parameters adapt: ``None`` (all), a predicate on
         parameter paths, or a bool mask (see :mod:`jmeta.params`).
       transductive: see :func:`~jmeta.algorithms.gradient_based.gradient_based_learner`.
@@ -80,6 +83,7 @@ def maml(
         num_steps=num_steps,
         first_order=first_order,
         remat=remat,
+        unroll=unroll,
         adapt_params=adapt_params,
         transductive=transductive,
         metrics=metrics,

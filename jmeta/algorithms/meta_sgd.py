@@ -53,6 +53,7 @@ def meta_sgd(
     num_steps: int = 1,
     first_order: bool = False,
     remat: bool = False,
+    unroll: int | bool = 1,
     adapt_params: MaskSpec = None,
     transductive: bool = True,
     metrics: MetricFns | None = None,
@@ -71,7 +72,7 @@ def meta_sgd(
     Args:
       apply_fn, loss_fn: as in :func:`~jmeta.maml`.
       inner_lr: the initial value of every step size.
-      num_steps, first_order, remat, adapt_params, transductive, metrics: as in
+      num_steps, first_order, remat, unroll, adapt_params, transductive, metrics: as in
         :func:`~jmeta.maml`. Only adapting parameters get a step size.
 
     Returns:
@@ -104,6 +105,7 @@ def meta_sgd(
         num_steps=num_steps,
         first_order=first_order,
         remat=remat,
+        unroll=unroll,
         adapt_params=adapt_params,
         transductive=transductive,
         metrics=metrics,
