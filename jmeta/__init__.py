@@ -7,7 +7,19 @@ whole by :func:`jit_step` or :func:`scan_steps`.
 """
 
 from jmeta import algorithms, losses, params, tasks
-from jmeta.algorithms import anil, boil, fomaml, maml, meta_sgd
+from jmeta.algorithms import (
+    anil,
+    boil,
+    cavia,
+    fomaml,
+    imaml,
+    maml,
+    matching_net,
+    meta_sgd,
+    protonet,
+    r2d2,
+    reptile,
+)
 from jmeta.evaluation import Estimate, evaluate, mean_ci
 from jmeta.inner import InnerLoopResult, inner_loop
 from jmeta.params import path_mask
@@ -38,19 +50,25 @@ __all__ = [
     "anil",
     "batched_meta_loss",
     "boil",
+    "cavia",
     "evaluate",
     "evaluate_tasks",
     "fomaml",
+    "imaml",
     "inner_loop",
     "jit_step",
     "losses",
     "maml",
+    "matching_net",
     "mean_ci",
     "meta_gradient",
     "meta_sgd",
     "meta_train_step",
     "params",
     "path_mask",
+    "protonet",
+    "r2d2",
+    "reptile",
     "scan_steps",
     "tasks",
 ]

@@ -20,6 +20,10 @@ from jmeta.types import Array, Batch, MetaLearner, MetaParams, Metrics, Params, 
 from jmeta.validation import check_batch, check_positive_int, check_task
 
 MetricFns = Mapping[str, Callable[[Array, Array], Array]]
+SupportLoss = Callable[[Params, Batch], Array]
+InnerSolver = Callable[
+    [SupportLoss, Params, optax.GradientTransformation, Batch, int], InnerLoopResult
+]
 
 
 class WithReference(NamedTuple):
@@ -56,6 +60,7 @@ def gradient_based_learner(
     adapt_params: MaskSpec,
     transductive: bool,
     metrics: MetricFns | None,
+    inner_solver: InnerSolver | None = None,
 ) -> MetaLearner:
     """Build a :class:`~jmeta.MetaLearner` from an init and an inner optimizer.
 
@@ -75,15 +80,32 @@ def gradient_based_learner(
         ``False`` to pass the support inputs as ``reference``.
       metrics: extra ``{name: (predictions, targets) -> scalar}`` reported on
         the query set, e.g. ``{"accuracy": jmeta.losses.accuracy}``.
+      inner_solver: replaces :func:`~jmeta.inner.inner_loop` (``None``: the
+        differentiated loop). ``(support_loss, params, optimizer, support,
+        num_steps) -> InnerLoopResult`` with ``support_loss(params, batch)`` the
+        loss on a batch; it defines both the adapted parameters and, through
+        any custom derivative it carries, the meta-gradient (iMAML's implicit
+        gradient). ``adapt_params``, ``first_order`` and ``remat`` configure the
+        default loop only and must be left off (``None``, ``False``, ``False``).
     """
     train_steps = check_positive_int("num_steps", num_steps)
     metric_fns = dict(metrics or {})
+    if inner_solver is not None and (adapt_params is not None or first_order or remat):
+        raise ValueError(
+            "adapt_params, first_order and remat configure the default inner loop; "
+            "with an inner_solver leave them as None, False, False."
+        )
+
+    def support_loss(params: Params, batch: Batch) -> Array:
+        return loss_fn(apply_fn(params, batch.x), batch.y)
 
     def run_inner(meta_params, support: Batch, steps: int) -> InnerLoopResult:
         params, optimizer = unpack(meta_params)
+        if inner_solver is not None:
+            return inner_solver(support_loss, params, optimizer, support, steps)
         mask = None if adapt_params is None else resolve_mask(params, adapt_params)
         return inner_loop(
-            lambda p: loss_fn(apply_fn(p, support.x), support.y),
+            lambda p: support_loss(p, support),
             params,
             optimizer,
             steps,

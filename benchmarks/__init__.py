@@ -1,0 +1,1 @@
+"""Benchmarks for jmeta (not part of the installed package)."""

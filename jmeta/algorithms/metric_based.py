@@ -1,0 +1,192 @@
+"""The machinery shared by the metric-based family (ProtoNets, Matching Nets, R2D2).
+
+These learners have no inner optimisation loop. A task's support set is
+embedded, a classifier is *fitted* to the embeddings in closed form (class
+means, the support set itself, ridge weights), and query embeddings are
+scored against it. Each algorithm is fixed by two functions:
+
+- ``fit(classifier, embeddings [n, D], one_hot [n, N]) -> state``
+- ``logits(classifier, state, embeddings [m, D]) -> [m, N]``
+
+where ``classifier`` holds the algorithm's meta-learned scalars (a learned
+scale, bias or ridge penalty; empty when there are none). Everything else
+(embedding, labels, the cross-entropy meta-loss, metrics) is written once, here.
+
+The number of classes ``N`` must be static under ``jit``. Give it as
+``num_classes`` (fixed N-way tasks), or give ``shots`` and ``N`` is read from
+the support set's static shape as ``n_support // shots`` (balanced tasks; one
+learner then trains 20-way and tests 5-way). Labels are ``0 .. N-1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jmeta.algorithms.gradient_based import MetricFns
+from jmeta.losses import accuracy, cross_entropy
+from jmeta.types import Array, Batch, MetaLearner, Metrics, Params, Task
+from jmeta.validation import check_batch, check_positive_int, check_task
+
+
+class MetricParams(NamedTuple):
+    """Meta-parameters of a metric-based learner.
+
+    Attributes:
+      embedding: the embedding network's parameters.
+      classifier: the learned scalars of the classifier on top, by name
+        (e.g. ``{"log_scale": ...}``); empty when nothing else is learned.
+    """
+
+    embedding: Params
+    classifier: dict[str, Array]
+
+
+class FittedClassifier(NamedTuple):
+    """What ``adapt`` returns: everything ``predict`` needs for one task.
+
+    Attributes:
+      embedding: the embedding network's parameters.
+      classifier: the learned scalars (as in :class:`MetricParams`).
+      state: the classifier fitted to the support set (prototypes, support
+        embeddings, ridge weights).
+    """
+
+    embedding: Params
+    classifier: dict[str, Array]
+    state: Any
+
+
+def metric_learner(
+    embed_fn: Callable[[Params, Array], Array],
+    *,
+    classifier_init: Mapping[str, float],
+    fit: Callable[[dict, Array, Array], Any],
+    logits: Callable[[dict, Any, Array], Array],
+    num_classes: int | None,
+    shots: int | None,
+    metrics: MetricFns | None,
+) -> MetaLearner:
+    """Build a :class:`~jmeta.MetaLearner` from a closed-form classifier.
+
+    Args:
+      embed_fn: ``(params, x [n, ...]) -> embeddings [n, D]``.
+      classifier_init: initial values of the learned scalars (``{}`` for
+        none); they are float32 (float64 for a float64 embedding network).
+      fit: ``(classifier, support_embeddings, one_hot) -> state``.
+      logits: ``(classifier, state, query_embeddings) -> [m, N]``.
+      num_classes, shots: exactly one; see the module docstring.
+      metrics: extra ``{name: (logits, labels) -> scalar}`` on the query set;
+        ``accuracy`` is always reported.
+
+    Returns:
+      A :class:`~jmeta.MetaLearner` whose meta-parameters are
+      :class:`MetricParams`. ``adapt`` ignores ``key`` and ``num_steps``
+      (there is no inner loop) and returns a :class:`FittedClassifier`;
+      ``evaluate`` has no ``*_before`` metrics.
+    """
+    ways = _num_classes_rule(num_classes, shots)
+    metric_fns = {"accuracy": accuracy, **dict(metrics or {})}
+    initial = dict(classifier_init)
+
+    def init(params: Params) -> MetricParams:
+        dtype = _scalar_dtype(params)
+        return MetricParams(params, {k: jnp.asarray(v, dtype) for k, v in initial.items()})
+
+    def adapt(meta_params: MetricParams, support: Batch, key=None, num_steps=None):
+        del key, num_steps  # no inner loop
+        check_batch("support", support)
+        embeddings = _embed(embed_fn, meta_params.embedding, support.x)
+        one_hot = jax.nn.one_hot(support.y, ways(support), dtype=embeddings.dtype)
+        state = fit(meta_params.classifier, embeddings, one_hot)
+        return FittedClassifier(meta_params.embedding, meta_params.classifier, state)
+
+    def predict(adapted: FittedClassifier, x: Array) -> Array:
+        embeddings = _embed(embed_fn, adapted.embedding, x)
+        return logits(adapted.classifier, adapted.state, embeddings)
+
+    def evaluate(meta_params: MetricParams, task: Task, key=None, num_steps=None) -> Metrics:
+        check_task(task)
+        scores = predict(adapt(meta_params, task.support), task.query.x)
+        out = {"loss": cross_entropy(scores, task.query.y)}
+        out.update({name: fn(scores, task.query.y) for name, fn in metric_fns.items()})
+        return out
+
+    def meta_loss(meta_params: MetricParams, task: Task, key=None) -> tuple[Array, Metrics]:
+        out = evaluate(meta_params, task, key)
+        return out["loss"], out
+
+    return MetaLearner(init, adapt, predict, meta_loss, evaluate)
+
+
+def _num_classes_rule(num_classes: int | None, shots: int | None) -> Callable[[Batch], int]:
+    if (num_classes is None) == (shots is None):
+        raise ValueError(
+            "give exactly one of num_classes (fixed N-way tasks) or shots (N read from "
+            "the support set as n_support // shots, for balanced tasks)."
+        )
+    if num_classes is not None:
+        num_classes = check_positive_int("num_classes", num_classes)
+        return lambda support: num_classes
+    shots = check_positive_int("shots", shots)
+
+    def from_shape(support: Batch) -> int:
+        n = support.y.shape[0]
+        if n % shots:
+            raise ValueError(
+                f"support has {n} examples, not a multiple of shots={shots}: the number "
+                "of classes cannot be inferred; pass num_classes instead."
+            )
+        return n // shots
+
+    return from_shape
+
+
+def _embed(embed_fn: Callable, params: Params, x: Array) -> Array:
+    embeddings = embed_fn(params, x)
+    if embeddings.ndim != 2:
+        raise ValueError(
+            f"embed_fn must return [n, features] embeddings; got shape {embeddings.shape} "
+            f"for inputs of shape {x.shape} (flatten the features)."
+        )
+    # Distances, similarities and solves are computed in at least float32.
+    if jnp.finfo(embeddings.dtype).bits < 32:
+        embeddings = embeddings.astype(jnp.float32)
+    return embeddings
+
+
+def _scalar_dtype(params: Params):
+    """float64 for a float64 embedding network, else float32 (also for bfloat16 ones)."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return jnp.float64 if any(leaf.dtype == jnp.float64 for leaf in leaves) else jnp.float32
+
+
+def squared_norm(x: Array) -> Array:
+    """Row-wise squared Euclidean norm, ``[n, D] -> [n]``."""
+    return jnp.sum(x * x, axis=-1)
+
+
+def l2_normalize(x: Array, eps: float = 1e-8) -> Array:
+    """Rows scaled to unit length (rows of zeros stay zero)."""
+    return x * jax.lax.rsqrt(jnp.maximum(squared_norm(x), eps * eps))[:, None]
+
+
+def positive_scalar(
+    name: str, value: float, learn: bool
+) -> tuple[dict[str, float], Callable[[dict], Array | float]]:
+    """A positive classifier scalar, learned (as its log) or fixed.
+
+    Returns:
+      ``(initial, read)``: the entry to add to the classifier's initial values
+      (``{"log_<name>": log(value)}``, or ``{}`` when fixed) and
+      ``read(classifier) -> value``.
+    """
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0; got {value}.")
+    if not learn:
+        return {}, lambda classifier: value
+    key = f"log_{name}"
+    return {key: float(np.log(value))}, lambda classifier: jnp.exp(classifier[key])

@@ -1,0 +1,58 @@
+"""Models for meta-learning, as pure :class:`~jmeta.types.Model` function pairs.
+
+Every model here is a ``Model(init, apply)``: ``init(key)`` returns a plain
+nested dict of arrays with readable names (``conv0/kernel``, ..., ``head/kernel``)
+and ``apply(params, x)`` is a pure function of its arguments. Meta-learning
+algorithms call ``apply`` under ``jax.vmap`` over tasks, each task with its own
+adapted weights, and differentiate through it to second order; nothing in a
+model is mutable. Only the last, linear layer of each network has ``head`` in
+its path, so ANIL-style methods can adapt it alone.
+
+Batch-normalisation policy
+--------------------------
+No running statistics, ever (following MAML): a model that averaged
+statistics over training batches would share them across tasks, and a
+prediction for one task would depend on the others. Normalised layers always
+use the mean and (biased) variance of a batch of the current call, computed
+in float32, followed by a learnable per-channel ``scale`` and ``bias``. The
+statistics are differentiated through like any other activation. The
+``batch_norm`` option of :func:`conv4` and :func:`resnet12` says which batch:
+
+* ``"transductive"`` (default, MAML's behaviour): the batch given to
+  ``apply``. Predictions for queries evaluated together depend on one another
+  through the statistics.
+* ``"support"`` (non-transductive): ``apply(params, x, reference=support_x)``
+  runs ``support_x`` and ``x`` through the network together and normalises
+  every layer with statistics of the ``support_x`` rows alone, so each query's
+  prediction depends only on itself and the support set. Without
+  ``reference``, ``x`` is its own reference (the same as ``"transductive"``),
+  which is what the inner loop on the support set needs.
+* ``"none"``: no normalisation; the convolutions have biases instead.
+
+``reference`` is ignored by the other two modes, so algorithms may always
+pass the support inputs.
+
+Convolution implementations
+---------------------------
+Under ``vmap`` with per-task weights, XLA lowers ``lax.conv_general_dilated``
+to a grouped convolution, which can be slow on accelerators.
+``conv_impl="im2col"`` computes the same convolution as shifted copies of the
+input contracted with the kernel by one ``einsum``, which ``vmap`` turns into
+a batched matrix product. ``conv_impl="xla"`` is the default.
+"""
+
+from jmeta.models.adapters import from_equinox, from_linen, from_nnx
+from jmeta.models.conv4 import conv4
+from jmeta.models.mlp import mlp
+from jmeta.models.resnet12 import resnet12
+from jmeta.types import Model
+
+__all__ = [
+    "Model",
+    "conv4",
+    "from_equinox",
+    "from_linen",
+    "from_nnx",
+    "mlp",
+    "resnet12",
+]

@@ -1,0 +1,159 @@
+"""ResNet-12: the residual network of TADAM and MetaOptNet, with a linear head.
+
+Four residual blocks. Each block computes::
+
+    h = leaky_relu(bn0(conv0(x)))      # 3x3 convolutions, leaky ReLU slope 0.1
+    h = leaky_relu(bn1(conv1(h)))
+    h = bn2(conv2(h))
+    out = max_pool_2x2(leaky_relu(h + shortcut_bn(shortcut_conv(x))))   # 1x1 shortcut
+
+with 64, 160, 320 and 640 filters by default. The features are averaged over
+space and a linear layer ``head`` maps them to logits. DropBlock, used by
+MetaOptNet for regularisation, is left out: it is stochastic, and ``apply``
+here is deterministic.
+
+Batch normalisation never keeps running statistics; the ``batch_norm`` modes
+are those of :func:`jmeta.models.conv4` (see :mod:`jmeta.models`).
+
+References:
+  Oreshkin, Rodriguez and Lacoste, "TADAM: Task dependent adaptive metric for
+  improved few-shot learning", NeurIPS 2018. https://arxiv.org/abs/1805.10123
+
+  Lee, Maji, Ravichandran and Soatto, "Meta-Learning with Differentiable
+  Convex Optimization", CVPR 2019. https://arxiv.org/abs/1904.03758
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jmeta.models import _layers
+from jmeta.types import Array, Model, Params, PRNGKey
+
+LEAKY_SLOPE = 0.1
+CONVS_PER_BLOCK = 3
+
+
+def resnet12(
+    num_classes: int,
+    *,
+    channels: Sequence[int] = (64, 160, 320, 640),
+    input_shape: tuple[int, int, int] = (84, 84, 3),
+    batch_norm: _layers.BatchNormMode = "transductive",
+    conv_impl: _layers.ConvImpl = "xla",
+    dtype: jnp.dtype | None = None,
+    param_dtype: jnp.dtype = jnp.float32,
+) -> Model:
+    """Builds a ResNet-12 with a linear head.
+
+    Args:
+      num_classes: number of logits.
+      channels: filters of each residual block; one block per entry (four in
+        the standard network).
+      input_shape: ``(H, W, C)`` of one input; inputs are channels-last. Height
+        and width must survive one 2x2 pooling per block.
+      batch_norm: ``"transductive"``, ``"support"`` or ``"none"``, as in
+        :func:`jmeta.models.conv4`. With ``"none"`` the convolutions get biases.
+      conv_impl: ``"xla"`` or ``"im2col"``, as in :func:`jmeta.models.conv4`.
+      dtype: activation/compute dtype (e.g. ``jnp.bfloat16``); defaults to
+        ``param_dtype``. Batch-norm statistics are computed in float32.
+      param_dtype: dtype of the parameters; logits are returned in it.
+
+    Returns:
+      A :class:`~jmeta.types.Model` whose ``apply(params, x, *, reference=None)``
+      maps ``[n, *input_shape]`` inputs (float, or ``uint8`` scaled to
+      ``[0, 1]``) to ``[n, num_classes]`` logits; ``reference`` as in
+      :func:`jmeta.models.conv4`. The parameters are ``{"block0": {"conv0",
+      "bn0", "conv1", "bn1", "conv2", "bn2", "shortcut_conv", "shortcut_bn"},
+      ..., "head": {"kernel", "bias"}}``.
+
+    Raises:
+      ValueError: for an unknown option, or an input too small for the poolings.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jmeta.models import resnet12
+      >>> model = resnet12(5, channels=(8, 16, 32, 64), input_shape=(32, 32, 3))
+      >>> params = model.init(jax.random.key(0))
+      >>> model.apply(params, jnp.zeros((4, 32, 32, 3))).shape
+      (4, 5)
+    """
+    _layers.check_choice("batch_norm", batch_norm, _layers.BATCH_NORM_MODES)
+    _layers.check_choice("conv_impl", conv_impl, _layers.CONV_IMPLS)
+    channels = tuple(channels)
+    input_shape = tuple(input_shape)
+    height, width, in_channels = input_shape
+    if not channels:
+        raise ValueError("resnet12: channels must name at least one block.")
+    if height >> len(channels) == 0 or width >> len(channels) == 0:
+        raise ValueError(
+            f"resnet12: input_shape {input_shape} is too small for {len(channels)} 2x2 "
+            f"poolings; height and width must be at least {2 ** len(channels)}."
+        )
+    use_bn = batch_norm != "none"
+    act_dtype = _layers.compute_dtype(dtype, param_dtype)
+    # Kaiming-normal with fan-out, as in the MetaOptNet reference code.
+    conv_init = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+    def init_block(key: PRNGKey, c_in: int, c_out: int) -> Params:
+        keys = jax.random.split(key, CONVS_PER_BLOCK + 1)
+        block = {}
+        for i in range(CONVS_PER_BLOCK):
+            block[f"conv{i}"] = _layers.init_conv(
+                keys[i], 3, c_in if i == 0 else c_out, c_out, conv_init, param_dtype,
+                use_bias=not use_bn,
+            )
+            if use_bn:
+                block[f"bn{i}"] = _layers.init_batch_norm(c_out, param_dtype)
+        block["shortcut_conv"] = _layers.init_conv(
+            keys[-1], 1, c_in, c_out, conv_init, param_dtype, use_bias=not use_bn
+        )
+        if use_bn:
+            block["shortcut_bn"] = _layers.init_batch_norm(c_out, param_dtype)
+        return block
+
+    def init(key: PRNGKey) -> Params:
+        keys = jax.random.split(key, len(channels) + 1)
+        params = {}
+        c_in = in_channels
+        for b, c_out in enumerate(channels):
+            params[f"block{b}"] = init_block(keys[b], c_in, c_out)
+            c_in = c_out
+        params["head"] = _layers.init_dense(
+            keys[-1], channels[-1], num_classes, _layers.linear_default_init, param_dtype
+        )
+        return params
+
+    def apply(params: Params, x: Array, *, reference: Array | None = None) -> Array:
+        x = _layers.prepare_images(x, input_shape, act_dtype, model="resnet12", name="x")
+        if batch_norm == "support" and reference is not None:
+            reference = _layers.prepare_images(
+                reference, input_shape, act_dtype, model="resnet12", name="reference"
+            )
+
+        def conv_norm(h: Array, layer: str, norm: str, block: Params, stat_rows: int | None):
+            conv = block[layer]
+            h = _layers.conv2d(h, conv["kernel"].astype(act_dtype), conv_impl)
+            if use_bn:
+                return _layers.batch_norm(h, block[norm], stat_rows)
+            return h + conv["bias"].astype(act_dtype)
+
+        def body(h: Array, stat_rows: int | None) -> Array:
+            for b in range(len(channels)):
+                block = params[f"block{b}"]
+                shortcut = conv_norm(h, "shortcut_conv", "shortcut_bn", block, stat_rows)
+                for i in range(CONVS_PER_BLOCK):
+                    h = conv_norm(h, f"conv{i}", f"bn{i}", block, stat_rows)
+                    if i < CONVS_PER_BLOCK - 1:
+                        h = jax.nn.leaky_relu(h, LEAKY_SLOPE)
+                h = jax.nn.leaky_relu(h + shortcut, LEAKY_SLOPE)
+                h = _layers.max_pool_2x2(h)
+            features = jnp.mean(h.astype(jnp.float32), axis=(1, 2)).astype(act_dtype)
+            return _layers.dense(features, params["head"], act_dtype)
+
+        return _layers.run_with_reference(body, x, reference, batch_norm).astype(param_dtype)
+
+    return Model(init=init, apply=apply)
