@@ -35,6 +35,8 @@ _TRAIN_FLAGS: tuple[tuple[str, str, dict], ...] = (
     ("ways", "classes per task (N)", {"type": int}),
     ("shots", "support examples per class (K); support points for sinusoid", {"type": int}),
     ("queries", "query examples per class; query points for sinusoid", {"type": int}),
+    ("test_queries", "queries per class in validation and test tasks (default: --queries)",
+     {"type": int}),
     ("meta_batch_size", "tasks per meta-step", {"type": int}),
     ("inner_steps", "inner-loop steps during meta-training", {"type": int}),
     ("inner_lr", "inner-loop step size during meta-training", {"type": float}),
@@ -56,6 +58,8 @@ _TRAIN_FLAGS: tuple[tuple[str, str, dict], ...] = (
     ("model", "network", {"choices": ("mlp", "conv4", "resnet12")}),
     ("width", "hidden units (mlp) or filters (conv4; first stage of resnet12)", {"type": int}),
     ("batch_norm", "batch-norm statistics from", {"choices": ("transductive", "support", "none")}),
+    ("conv_impl", "convolutions as XLA convolutions or im2col matrix products (auto: im2col on "
+     "CPU)", {"choices": ("auto", "xla", "im2col")}),
     ("output_dir", "folder for the run's files (default: runs/<dataset>-<algo>-<time>)", {}),
     ("checkpoint_interval", "checkpoint every this many meta-steps (0: only at the end)",
      {"type": int}),

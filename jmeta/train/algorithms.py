@@ -5,8 +5,9 @@ is one entry::
 
     from jmeta.train import register_algorithm
 
-    register_algorithm("reptile", lambda s: jmeta.reptile(
-        s.model.apply, s.loss_fn, inner_lr=s.inner_lr, num_steps=s.inner_steps))
+    register_algorithm("cavia", lambda s: jmeta.cavia(
+        s.model.apply, s.loss_fn, context_size=..., inner_lr=s.inner_lr,
+        num_steps=s.inner_steps, metrics=dict(s.metrics)))
 
 The trainer builds the learner twice: with the training inner loop for
 meta-training, and with the test-time step size for evaluation (the number of
@@ -67,6 +68,22 @@ def _gradient_based(
     return build
 
 
+def _first_order_only(builder: Callable[..., MetaLearner]) -> Callable[[LearnerSpec], MetaLearner]:
+    """An entry for a builder with MAML's arguments but no ``first_order`` (Reptile, iMAML)."""
+
+    def build(spec: LearnerSpec) -> MetaLearner:
+        return builder(
+            spec.model.apply,
+            spec.loss_fn,
+            inner_lr=spec.inner_lr,
+            num_steps=spec.inner_steps,
+            transductive=spec.transductive,
+            metrics=dict(spec.metrics),
+        )
+
+    return build
+
+
 #: Name -> ``(LearnerSpec) -> MetaLearner``. ``jmeta train --algo NAME`` looks here.
 ALGORITHMS: dict[str, Callable[[LearnerSpec], MetaLearner]] = {
     "maml": _gradient_based(jmeta.maml),
@@ -74,6 +91,8 @@ ALGORITHMS: dict[str, Callable[[LearnerSpec], MetaLearner]] = {
     "meta_sgd": _gradient_based(jmeta.meta_sgd),
     "anil": _gradient_based(jmeta.anil),
     "boil": _gradient_based(jmeta.boil),
+    "reptile": _first_order_only(jmeta.reptile),
+    "imaml": _first_order_only(jmeta.imaml),
 }
 
 

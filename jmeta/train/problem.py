@@ -72,12 +72,13 @@ def build_problem(
     for role, split in loaded.items():
         training = role == "train"
         rotations = bool(config.rotations) and training
+        queries = config.queries if training else config.test_queries
         name = _split_name(config, role)
         jmeta.tasks.check_episode(
             split.images,
             ways=config.ways,
             shots=config.shots,
-            queries=config.queries,
+            queries=queries,
             rotations=rotations,
             source=f"the {role} split {name!r} of {config.dataset}",
         )
@@ -90,7 +91,7 @@ def build_problem(
             _few_shot,
             ways=config.ways,
             shots=config.shots,
-            queries=config.queries,
+            queries=queries,
             rotations=rotations,
             augment=augment,
         )
@@ -113,14 +114,23 @@ def build_model(config: TrainConfig, image_shape: tuple[int, ...] | None) -> Mod
     width = config.width
     if config.model == "mlp":
         return models.mlp((1, width, width, 1))
+    options = {
+        "input_shape": image_shape,
+        "batch_norm": config.batch_norm,
+        "conv_impl": conv_impl(config.conv_impl),
+    }
     if config.model == "conv4":
-        return models.conv4(
-            config.ways, channels=width, input_shape=image_shape, batch_norm=config.batch_norm
-        )
+        return models.conv4(config.ways, channels=width, **options)
     channels = (width, int(2.5 * width), 5 * width, 10 * width)
-    return models.resnet12(
-        config.ways, channels=channels, input_shape=image_shape, batch_norm=config.batch_norm
-    )
+    return models.resnet12(config.ways, channels=channels, **options)
+
+
+def conv_impl(choice: str) -> str:
+    """``"auto"``: ``"im2col"`` on CPU, where ``vmap`` over per-task kernels turns
+    ``lax.conv`` into a grouped convolution that XLA:CPU runs very slowly; else ``"xla"``."""
+    if choice != "auto":
+        return choice
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
 
 
 def _few_shot(key: PRNGKey, data: Array, **options) -> Task:
@@ -133,12 +143,15 @@ def _sinusoid(key: PRNGKey, data: Any, *, num_support: int, num_query: int) -> T
 
 
 def _sinusoid_problem(config: TrainConfig) -> Problem:
-    sample = functools.partial(_sinusoid, num_support=config.shots, num_query=config.queries)
-    split = Split("sinusoid", sample, (), None)
+    def split(num_query: int) -> Split:
+        sample = functools.partial(_sinusoid, num_support=config.shots, num_query=num_query)
+        return Split("sinusoid", sample, (), None)
+
+    held_out = split(config.test_queries)
     return Problem(
-        train=split,
-        val=split,
-        test=split,
+        train=split(config.queries),
+        val=held_out,
+        test=held_out,
         model=build_model(config, None),
         loss_fn=jmeta.losses.mse,
         metrics={},

@@ -23,7 +23,8 @@ def test_sinusoid_defaults_are_the_maml_paper_settings():
 def test_omniglot_defaults_and_explicit_values_win():
     config = resolve_config(TrainConfig(dataset="omniglot", inner_lr=0.1, ways=20))
     assert config.train_split == "minimal-train" and config.rotations is True
-    assert (config.ways, config.shots, config.queries, config.inner_lr) == (20, 1, 15, 0.1)
+    assert (config.ways, config.shots, config.inner_lr) == (20, 1, 0.1)
+    assert (config.queries, config.test_queries) == (1, 15)  # MAML trains with K queries
     assert config.model == "conv4" and config.width == 64 and config.test_inner_steps == (3,)
     assert config.test_inner_lr == 0.1
     assert resolve_config(config) == config  # idempotent
@@ -94,3 +95,34 @@ def test_config_file_errors(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ValueError, match=r"unknown config field\(s\) \['steps'\]"):
         config_from_dict({"steps": 3})
+
+
+def test_every_registered_algorithm_builds_a_learner_for_sinusoid_and_conv4():
+    """Each entry turns a spec into a MetaLearner whose meta-loss traces (shapes only)."""
+    import jax
+
+    import jmeta
+    from jmeta.models import conv4, mlp
+    from jmeta.train import ALGORITHMS, LearnerSpec, register_algorithm
+
+    task = jmeta.tasks.sinusoid(jax.random.key(0))
+    images = jax.ShapeDtypeStruct((10, 4, 16, 16, 1), jax.numpy.uint8)
+    image_task = jax.eval_shape(
+        lambda k, x: jmeta.tasks.few_shot(k, x, ways=3, shots=1, queries=1),
+        jax.random.key(0),
+        images,
+    )
+    cases = [
+        (mlp((1, 8, 1)), jmeta.losses.mse, {}, task),
+        (conv4(3, channels=4, input_shape=(16, 16, 1)), jmeta.losses.cross_entropy,
+         {"accuracy": jmeta.losses.accuracy}, image_task),
+    ]  # fmt: skip
+    for name, build in ALGORITHMS.items():
+        for model, loss_fn, metrics, example in cases:
+            spec = LearnerSpec(TrainConfig(), model, loss_fn, metrics, 0.1, 1, True)
+            learner = build(spec)
+            meta_params = jax.eval_shape(lambda: learner.init(model.init(jax.random.key(0))))
+            loss, _ = jax.eval_shape(learner.meta_loss, meta_params, example, jax.random.key(1))
+            assert loss.shape == (), name
+    with pytest.raises(ValueError, match="'maml' is already registered"):
+        register_algorithm("maml", ALGORITHMS["maml"])
