@@ -100,7 +100,9 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, *, title: str =
                 label="validation (after adaptation)",
             )
         ax.set_xlabel("meta-step")
-        ax.set_ylabel(name)
+        classification = len(panels) > 1
+        label = {"loss": "query cross-entropy" if classification else "query MSE"}
+        ax.set_ylabel(label.get(name, f"query {name}"))
         if name == "loss" and all(r[name] > 0 for r in train + val):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
