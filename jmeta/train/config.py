@@ -63,7 +63,7 @@ class TrainConfig:
       steps_per_call: meta-steps per compiled call; ``eval_interval`` and
         ``checkpoint_interval`` must be multiples of it.
       eval_interval: validate every this many steps (0: never).
-      val_tasks: validation tasks per evaluation.
+      val_tasks: tasks per validation.
       eval_tasks: test tasks (600 by convention).
       eval_seed: names the fixed test task set (validation uses ``eval_seed + 1``).
       seed: initialisation and training tasks.
@@ -105,7 +105,7 @@ class TrainConfig:
     num_steps: int | None = None
     steps_per_call: int | None = None
     eval_interval: int | None = None
-    val_tasks: int = 200
+    val_tasks: int | None = None
     eval_tasks: int = 600
     eval_seed: int = 0
     seed: int = 0
@@ -142,19 +142,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         shots=10, queries=10, meta_batch_size=25, inner_steps=1, inner_lr=0.01,
         test_inner_steps=(1, 10), num_steps=30_000, steps_per_call=1_000,
         eval_interval=5_000, checkpoint_interval=5_000, model="mlp", width=40,
+        val_tasks=600,  # as many as the test: validation and test then share one compilation
     ),
     "omniglot": dict(
         train_split="minimal-train", val_split="minimal-val", test_split="minimal-test",
         rotations=True, ways=5, shots=1, queries=1, test_queries=15, meta_batch_size=32,
         inner_steps=1,
         inner_lr=0.4, test_inner_steps=(3,), num_steps=60_000, steps_per_call=10,
-        eval_interval=500, checkpoint_interval=500, model="conv4", width=64,
+        eval_interval=500, checkpoint_interval=500, model="conv4", width=64, val_tasks=200,
     ),
     "mini_imagenet": dict(
         train_split="train", val_split="val", test_split="test", rotations=False, ways=5,
         shots=1, queries=15, meta_batch_size=4, inner_steps=5, inner_lr=0.01,
         test_inner_steps=(10,), num_steps=60_000, steps_per_call=10, eval_interval=500,
-        checkpoint_interval=500, model="conv4", width=32,
+        checkpoint_interval=500, model="conv4", width=32, val_tasks=200,
     ),
 }  # fmt: skip
 PRESETS["cifar_fs"] = dict(PRESETS["mini_imagenet"], width=64)

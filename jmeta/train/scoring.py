@@ -20,7 +20,12 @@ from jmeta.types import MetaLearner
 
 
 def validate(config: TrainConfig, learner: MetaLearner, meta_params, split: Split):
-    """Scores on ``val_tasks`` validation tasks (seed ``eval_seed + 1``), first test-time steps."""
+    """Scores on ``val_tasks`` validation tasks (seed ``eval_seed + 1``), first test-time steps.
+
+    Like the test, ``meta_batch_size`` tasks are evaluated at a time (a bound on
+    memory, which matters on CPU: im2col convolutions copy each activation 9
+    times); the scores do not depend on it.
+    """
     return jmeta.evaluate(
         learner,
         meta_params,
@@ -28,6 +33,7 @@ def validate(config: TrainConfig, learner: MetaLearner, meta_params, split: Spli
         num_tasks=config.val_tasks,
         seed=config.eval_seed + 1,
         num_steps=config.test_inner_steps[0],
+        batch_size=config.meta_batch_size,
         data=split.data,
     )
 
@@ -42,6 +48,7 @@ def test_scores(config: TrainConfig, learner: MetaLearner, meta_params, split: S
             num_tasks=config.eval_tasks,
             seed=config.eval_seed,
             num_steps=k,
+            batch_size=config.meta_batch_size,
             data=split.data,
         )
         for k in config.test_inner_steps

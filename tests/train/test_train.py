@@ -134,7 +134,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_tiny_omniglot_end_to_end_and_eval_checkpoint(tmp_path):
     data = fake_omniglot(tmp_path / "omniglot")
-    result = train(tiny_omniglot(tmp_path / "run", data), progress=False)
+    result = train(tiny_omniglot(tmp_path / "run", data, augment=True), progress=False)
     assert result.config.rotations is True and int(result.state.step) == 6
     accuracy = result.test[1]["accuracy"]
     assert accuracy.num == 6 and 0.0 <= accuracy.mean <= 1.0
