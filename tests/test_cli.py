@@ -107,3 +107,10 @@ def test_divergence_exits_1_with_the_step(tmp_path, capsys):
     status, _, err = run(argv, capsys)
     assert status == 1
     assert "jmeta train: stopped: meta-step" in err and "non-finite" in err
+
+
+def test_eval_of_a_folder_without_a_run(tmp_path, capsys):
+    status, _, err = run(["eval", "--checkpoint", str(tmp_path)], capsys)
+    assert (
+        status == 2 and f"jmeta eval: error: {tmp_path} holds no run: config.json not found" in err
+    )

@@ -13,7 +13,7 @@ import jmeta
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
-from jmeta.train.config import NO_SPLIT, TrainConfig
+from jmeta.train.config import NO_SPLIT, TrainConfig, resolve_config
 from jmeta.train.problem import Split, build_problem
 from jmeta.train.results import Scores
 from jmeta.types import MetaLearner
@@ -103,7 +103,7 @@ def evaluate_checkpoint(
         changes["eval_seed"] = seed
     if inner_steps is not None:
         changes["test_inner_steps"] = tuple(inner_steps)
-    config = config.replace(**changes)
+    config = resolve_config(config.replace(**changes))  # checks the overrides
     if split == "val" and config.val_split == NO_SPLIT:
         raise ValueError(f"the run in {run_dir} has no validation split.")
     problem = build_problem(config, splits=(split,))
