@@ -90,9 +90,10 @@ def test_train_from_a_config_file_with_overrides_then_eval(tmp_path, capsys):
     assert status == 2 and "already holds a run" in err and "--resume" in err
 
     status, stdout, _ = run(
-        ["eval", "--checkpoint", str(out), "--tasks", "16", "--json", str(tmp_path / "s.json")],
+        ["eval", "--checkpoint", str(out / "checkpoints/10"), "--tasks", "16",
+         "--json", str(tmp_path / "s.json")],
         capsys,
-    )
+    )  # fmt: skip
     assert status == 0 and "checkpoint at step 10, test split: 16 fixed tasks (seed 0)" in stdout
     scores = json.loads((tmp_path / "s.json").read_text())["scores"]
     results = json.loads((out / "results.json").read_text())["test"]

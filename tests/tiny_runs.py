@@ -56,6 +56,7 @@ def tiny_omniglot(output_dir: Path, data_dir: Path, **changes) -> TrainConfig:
         "ways": 3,
         "shots": 1,
         "queries": 2,
+        "test_queries": 2,
         "meta_batch_size": 2,
         "width": 4,
         "num_steps": 6,
