@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -54,12 +54,13 @@ def task_keys(seed: int, num_tasks: int) -> jax.Array:
 def evaluate(
     learner: MetaLearner,
     meta_params: MetaParams,
-    sample_task: Callable[[PRNGKey], Task],
+    sample_task: Callable[..., Task],
     *,
     num_tasks: int = 600,
     seed: int = 0,
     num_steps: int | None = None,
     batch_size: int = 100,
+    data: Any = None,
 ) -> dict[str, Estimate]:
     """Score ``meta_params`` on ``num_tasks`` fixed tasks.
 
@@ -72,6 +73,10 @@ def evaluate(
       seed: names the task set.
       num_steps: inner steps at test time (``None``: the training value).
       batch_size: tasks evaluated at once (bounds memory; no effect on results).
+      data: if given, a pytree of arrays passed as ``sample_task(key, data)``, an
+        argument of the compiled evaluation. Arrays closed over by
+        ``sample_task`` are compiled into the program as constants instead,
+        which is slow for a data set of more than a few megabytes.
 
     Returns:
       ``{metric: Estimate}``, e.g. ``{"loss": ..., "loss_before": ...,
@@ -88,20 +93,20 @@ def evaluate(
     """
     num_tasks = check_positive_int("num_tasks", num_tasks)
     batch_size = check_positive_int("batch_size", min(batch_size, num_tasks))
-    per_task = _evaluate_all(learner, sample_task, num_steps, batch_size)(
-        meta_params, task_keys(seed, num_tasks)
-    )
+    run = _evaluate_all(learner, sample_task, num_steps, batch_size, data is not None)
+    per_task = run(meta_params, task_keys(seed, num_tasks), data)
     return {name: mean_ci(values) for name, values in jax.device_get(per_task).items()}
 
 
 @functools.lru_cache(maxsize=32)  # one compilation per (learner, sampler, steps)
-def _evaluate_all(learner, sample_task, num_steps, batch_size):
-    def one(meta_params, key):
+def _evaluate_all(learner, sample_task, num_steps, batch_size, with_data):
+    def one(meta_params, key, data):
         task_key, eval_key = jax.random.split(key)
-        return learner.evaluate(meta_params, sample_task(task_key), eval_key, num_steps)
+        task = sample_task(task_key, data) if with_data else sample_task(task_key)
+        return learner.evaluate(meta_params, task, eval_key, num_steps)
 
     @jax.jit
-    def run(meta_params, keys):
-        return jax.lax.map(lambda k: one(meta_params, k), keys, batch_size=batch_size)
+    def run(meta_params, keys, data):
+        return jax.lax.map(lambda k: one(meta_params, k, data), keys, batch_size=batch_size)
 
     return run

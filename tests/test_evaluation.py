@@ -29,3 +29,20 @@ def test_fixed_task_set_is_independent_of_batch_size():
     c = jmeta.evaluate(learner, theta, sample, num_tasks=30, seed=1, num_steps=3)
     assert c["loss"].mean != pytest.approx(a["loss"].mean, rel=1e-5)
     assert len(np.unique(np.asarray(jax.random.key_data(task_keys(0, 30))), axis=0)) == 30
+
+
+def test_data_argument_matches_a_closed_over_data_set():
+    """``data=`` passes the data set as an argument of the compiled call, not a constant."""
+    images = np.random.default_rng(0).integers(0, 256, (6, 5, 4, 4, 1), dtype=np.uint8)
+    sample = functools.partial(jmeta.tasks.few_shot, ways=3, shots=1, queries=2)
+
+    def apply(params, x):
+        return x.reshape(x.shape[0], -1) @ params["head"]["kernel"]
+
+    learner = jmeta.maml(apply, jmeta.losses.cross_entropy, inner_lr=0.5)
+    params = {"head": {"kernel": jax.random.normal(jax.random.key(0), (16, 3))}}
+    closed = jmeta.evaluate(learner, params, functools.partial(sample, images=images), num_tasks=20)
+    passed = jmeta.evaluate(learner, params, sample, num_tasks=20, data=images)
+    assert passed["loss"].mean == pytest.approx(closed["loss"].mean, rel=1e-6)
+    other = jmeta.evaluate(learner, params, sample, num_tasks=20, data=255 - images)
+    assert other["loss"].mean != pytest.approx(passed["loss"].mean, rel=1e-6)

@@ -1,0 +1,36 @@
+"""Meta-training as a library call, with the ``jmeta`` command line as a thin layer on top.
+
+>>> from jmeta.train import TrainConfig, train
+>>> result = train(TrainConfig())            # doctest: +SKIP  (MAML, sinusoid, ~1 minute on CPU)
+>>> print(result.summary())                  # doctest: +SKIP
+>>> result = train(TrainConfig(dataset="omniglot", data_dir="../shared/data/omniglot",
+...                            algorithm="fomaml", num_steps=2000))  # doctest: +SKIP
+
+See ``docs/training.md``.
+"""
+
+from jmeta.train.algorithms import ALGORITHMS, LearnerSpec, register_algorithm
+from jmeta.train.checkpoint import Checkpoints
+from jmeta.train.config import PRESETS, TrainConfig, config_from_dict, load_config, resolve_config
+from jmeta.train.logs import read_metrics
+from jmeta.train.loop import TrainingDiverged, TrainResult, train
+from jmeta.train.outputs import saved_config
+from jmeta.train.scoring import evaluate_checkpoint
+
+__all__ = [
+    "ALGORITHMS",
+    "PRESETS",
+    "Checkpoints",
+    "LearnerSpec",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "config_from_dict",
+    "evaluate_checkpoint",
+    "load_config",
+    "read_metrics",
+    "register_algorithm",
+    "resolve_config",
+    "saved_config",
+    "train",
+]

@@ -1,0 +1,109 @@
+"""Algorithms by name: each entry builds a :class:`~jmeta.MetaLearner` from a config.
+
+An entry is a function ``(spec: LearnerSpec) -> MetaLearner``. A new algorithm
+is one entry::
+
+    from jmeta.train import register_algorithm
+
+    register_algorithm("cavia", lambda s: jmeta.cavia(
+        s.model.apply, s.loss_fn, context_size=..., inner_lr=s.inner_lr,
+        num_steps=s.inner_steps, metrics=dict(s.metrics)))
+
+The trainer builds the learner twice: with the training inner loop for
+meta-training, and with the test-time step size for evaluation (the number of
+test-time steps is passed to ``evaluate``). Both must accept the same
+meta-parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import jmeta
+from jmeta.types import Array, MetaLearner, Model
+
+
+class LearnerSpec(NamedTuple):
+    """What an algorithm entry gets to build its learner from.
+
+    Attributes:
+      config: the resolved :class:`~jmeta.train.TrainConfig` (for settings of
+        a particular algorithm).
+      model: the network.
+      loss_fn: ``(predictions, targets) -> scalar``.
+      metrics: extra query metrics to report (``{"accuracy": ...}`` for
+        classification).
+      inner_lr: the inner step size (the test-time one for the test learner).
+      inner_steps: inner steps during meta-training.
+      transductive: ``False`` when the model normalises with the support set
+        (``batch_norm="support"``), so query predictions get ``reference=``.
+    """
+
+    config: object
+    model: Model
+    loss_fn: Callable[[Array, Array], Array]
+    metrics: Mapping[str, Callable[[Array, Array], Array]]
+    inner_lr: float
+    inner_steps: int
+    transductive: bool
+
+
+def _gradient_based(
+    builder: Callable[..., MetaLearner], *, first_order: bool | None = None
+) -> Callable[[LearnerSpec], MetaLearner]:
+    """An entry for a builder with MAML's arguments (``first_order`` fixed, or from the config)."""
+
+    def build(spec: LearnerSpec) -> MetaLearner:
+        return builder(
+            spec.model.apply,
+            spec.loss_fn,
+            inner_lr=spec.inner_lr,
+            num_steps=spec.inner_steps,
+            first_order=spec.config.first_order if first_order is None else first_order,
+            transductive=spec.transductive,
+            metrics=dict(spec.metrics),
+        )
+
+    return build
+
+
+def _first_order_only(builder: Callable[..., MetaLearner]) -> Callable[[LearnerSpec], MetaLearner]:
+    """An entry for a builder with MAML's arguments but no ``first_order`` (Reptile, iMAML)."""
+
+    def build(spec: LearnerSpec) -> MetaLearner:
+        return builder(
+            spec.model.apply,
+            spec.loss_fn,
+            inner_lr=spec.inner_lr,
+            num_steps=spec.inner_steps,
+            transductive=spec.transductive,
+            metrics=dict(spec.metrics),
+        )
+
+    return build
+
+
+#: Name -> ``(LearnerSpec) -> MetaLearner``. ``jmeta train --algo NAME`` looks here.
+ALGORITHMS: dict[str, Callable[[LearnerSpec], MetaLearner]] = {
+    "maml": _gradient_based(jmeta.maml),
+    "fomaml": _gradient_based(jmeta.maml, first_order=True),
+    "meta_sgd": _gradient_based(jmeta.meta_sgd),
+    "anil": _gradient_based(jmeta.anil),
+    "boil": _gradient_based(jmeta.boil),
+    "reptile": _first_order_only(jmeta.reptile),
+    "imaml": _first_order_only(jmeta.imaml),
+}
+
+
+def register_algorithm(name: str, build: Callable[[LearnerSpec], MetaLearner]) -> None:
+    """Make ``build`` available as ``TrainConfig(algorithm=name)`` and ``--algo name``.
+
+    Raises:
+      ValueError: ``name`` is taken (pick another name rather than shadowing one).
+    """
+    if name in ALGORITHMS:
+        raise ValueError(f"algorithm {name!r} is already registered.")
+    if not callable(build):
+        raise TypeError(f"build must be callable; got {type(build).__name__}.")
+    ALGORITHMS[name] = build

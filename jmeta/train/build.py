@@ -1,0 +1,65 @@
+"""Build what a run needs from its config: learners, meta-optimizer, initial state."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import optax
+
+from jmeta.step import MetaTrainState, MetaTrainStep
+from jmeta.train.algorithms import ALGORITHMS, LearnerSpec
+from jmeta.train.config import TrainConfig
+from jmeta.train.problem import Problem
+from jmeta.types import MetaLearner, Model
+
+
+def build_learners(config: TrainConfig, problem: Problem) -> tuple[MetaLearner, MetaLearner]:
+    """The learner for meta-training and the one for evaluation (test-time inner lr)."""
+    build = ALGORITHMS[config.algorithm]
+
+    def spec(inner_lr: float) -> LearnerSpec:
+        return LearnerSpec(
+            config=config,
+            model=problem.model,
+            loss_fn=problem.loss_fn,
+            metrics=problem.metrics,
+            inner_lr=inner_lr,
+            inner_steps=config.inner_steps,
+            transductive=config.batch_norm != "support",
+        )
+
+    train_learner = build(spec(config.inner_lr))
+    if config.test_inner_lr == config.inner_lr:
+        return train_learner, train_learner
+    return train_learner, build(spec(config.test_inner_lr))
+
+
+def meta_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """The outer optimizer the config names."""
+    return {"adam": optax.adam, "sgd": optax.sgd}[config.meta_optimizer](config.meta_lr)
+
+
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """``(init_key, train_key)`` of a run: two independent streams of ``key(seed)``."""
+    root = jax.random.key(seed)
+    return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+
+
+def initial_state(
+    step: MetaTrainStep, learner: MetaLearner, model: Model, seed: int, *, abstract: bool = False
+) -> tuple[MetaTrainState, jax.Array]:
+    """The state before the first meta-step, and the key that names the training tasks.
+
+    Computed in one compiled call (many small eager operations would each
+    compile). With ``abstract=True``, only shapes and dtypes (``jax.eval_shape``),
+    e.g. as the target of a checkpoint restore; the key is still concrete.
+    """
+
+    def init(seed):
+        init_key, train_key = run_keys(seed)
+        return step.init(learner.init(model.init(init_key))), train_key
+
+    seed = np.int32(seed)
+    if abstract:
+        return jax.eval_shape(init, seed)[0], jax.jit(run_keys)(seed)[1]
+    return jax.jit(init)(seed)

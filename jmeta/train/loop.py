@@ -1,0 +1,296 @@
+"""The meta-training loop: compiled chunks of meta-steps, validation, checkpoints, test.
+
+The loop is deliberately thin. Each compiled call runs ``steps_per_call``
+meta-steps with :func:`jmeta.scan_steps`, task sampling included, the data
+set passed as an argument. Step ``s`` draws its tasks from
+``fold_in(train_key, s)``, so a run does not depend on how it is cut into
+calls, and one resumed from a checkpoint continues bit for bit as it would
+have. Between calls the loop logs, validates and checkpoints.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+import jmeta
+from jmeta.step import MetaTrainState
+from jmeta.train import outputs
+from jmeta.train.build import build_learners, initial_state, meta_optimizer
+from jmeta.train.checkpoint import Checkpoints
+from jmeta.train.config import TrainConfig, resolve_config
+from jmeta.train.logs import MetricsLog, plot_curves, read_metrics, write_json
+from jmeta.train.problem import Problem, Split, build_problem
+from jmeta.train.results import Scores, format_scores, scores_to_json
+from jmeta.train.scoring import test_scores, validate
+from jmeta.types import MetaLearner
+
+
+class TrainingDiverged(FloatingPointError):
+    """A meta-step gave a non-finite loss or gradient; the run stopped before it.
+
+    Attributes:
+      step: meta-steps applied before the failing one (the parameters are
+        those after this many steps).
+      last_checkpoint: the newest checkpoint's step, kept on disk (``None``
+        if none was written).
+    """
+
+    def __init__(self, message: str, step: int, last_checkpoint: int | None):
+        super().__init__(message)
+        self.step = step
+        self.last_checkpoint = last_checkpoint
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train` returns.
+
+    Attributes:
+      config: the resolved configuration (``output_dir`` filled in).
+      output_dir: where the run wrote its files.
+      state: the final :class:`~jmeta.MetaTrainState`.
+      test: ``{test-time inner steps: {metric: Estimate}}`` on the test split.
+      seconds: wall time of this call.
+    """
+
+    config: TrainConfig
+    output_dir: Path
+    state: MetaTrainState
+    test: Scores
+    seconds: float
+
+    def summary(self) -> str:
+        """A few lines for people: what ran, how long, the test table."""
+        c = self.config
+        if c.is_regression:
+            what = "sinusoid regression"
+        else:
+            what = f"{c.dataset} {c.test_split}, {c.ways}-way {c.shots}-shot"
+        header = (
+            f"test: {c.eval_tasks} fixed tasks (seed {c.eval_seed}), mean ± 95% confidence interval"
+        )
+        first = (
+            f"{c.algorithm} on {what}: {int(self.state.step)} meta-steps; "
+            f"{self.seconds:.1f} s in this call. Outputs in {self.output_dir}"
+        )
+        return first + "\n" + format_scores(self.test, regression=c.is_regression, header=header)
+
+
+def train(
+    config: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+) -> TrainResult:
+    """Meta-train, validate, checkpoint and test, as ``config`` says.
+
+    Args:
+      config: a :class:`TrainConfig`; ``None`` fields take the data set's defaults.
+      resume: continue the run in ``config.output_dir`` from its newest
+        checkpoint. The saved configuration must match (``num_steps`` may grow).
+      overwrite: replace the run files in an existing ``output_dir``.
+      progress: show a progress bar (tqdm, on stderr).
+
+    Returns:
+      A :class:`TrainResult`; ``result.summary()`` is the printed report.
+
+    Raises:
+      FileExistsError: ``output_dir`` already holds a run and neither
+        ``resume`` nor ``overwrite`` is set.
+      TrainingDiverged: a meta-step went non-finite; the last checkpoint is kept.
+      ValueError, TypeError: a bad configuration, or a data split too small
+        for the tasks asked for.
+
+    Example:
+      >>> from jmeta.train import TrainConfig, train
+      >>> result = train(TrainConfig(num_steps=2000))  # doctest: +SKIP
+      >>> print(result.summary())  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    return run(
+        setup(config, resume=resume, overwrite=overwrite), progress=progress, started=started
+    )
+
+
+class Setup(NamedTuple):
+    """A run ready to start: everything that can fail on bad input has been checked."""
+
+    config: TrainConfig
+    output_dir: Path
+    problem: Problem
+    step: jmeta.MetaTrainStep
+    test_learner: MetaLearner
+    state: MetaTrainState
+    train_key: jax.Array
+    checkpoints: Checkpoints
+    resumed: bool
+
+
+def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Setup:
+    """Check the config, prepare the output folder, load the data, build and restore the state.
+
+    The first half of :func:`train`: the errors of bad input (config, data,
+    output folder, checkpoint) are raised here, before any training.
+    """
+    config = resolve_config(config)
+    problem = build_problem(config)  # checks the data before anything is written
+    out = outputs.prepare(config, resume=resume, overwrite=overwrite)
+    config = config.replace(output_dir=str(out))
+    train_learner, test_learner = build_learners(config, problem)
+    step = jmeta.meta_train_step(train_learner, meta_optimizer(config))
+    ckpts = Checkpoints(out / outputs.CHECKPOINTS, keep=config.keep_checkpoints)
+    try:
+        restore = resume and ckpts.latest() is not None
+        state, train_key = initial_state(
+            step, train_learner, problem.model, config.seed, abstract=restore
+        )
+        if restore:
+            state = ckpts.restore(like=state)
+    except BaseException:
+        ckpts.close()
+        raise
+    return Setup(config, out, problem, step, test_learner, state, train_key, ckpts, resume)
+
+
+def run(prepared: Setup, *, progress: bool = True, started: float | None = None) -> TrainResult:
+    """The second half of :func:`train`: meta-train, test, write results and curves."""
+    started = time.perf_counter() if started is None else started
+    config, out, problem = prepared.config, prepared.output_dir, prepared.problem
+    state = prepared.state
+    with prepared.checkpoints as ckpts:
+        log = MetricsLog(
+            out / outputs.METRICS,
+            resume_step=int(state.step) if prepared.resumed else None,
+            tensorboard_dir=out / outputs.TENSORBOARD,
+        )
+        try:
+            state = _run(
+                config, problem, prepared.step, prepared.test_learner, state,
+                prepared.train_key, ckpts, log, progress,
+            )  # fmt: skip
+            test = test_scores(config, prepared.test_learner, state.meta_params, problem.test)
+            for inner_steps, scores in test.items():
+                log.write(_record("test", int(state.step), scores, inner_steps=inner_steps))
+        finally:
+            log.close()
+    seconds = time.perf_counter() - started
+    write_json(
+        out / outputs.RESULTS,
+        {"step": int(state.step), "test": scores_to_json(test), "seconds": seconds},
+    )
+    plot_curves(read_metrics(out / outputs.METRICS), out / outputs.CURVES, title=_title(config))
+    return TrainResult(config, out, state, test, seconds)
+
+
+def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress):
+    """Meta-steps from ``state.step`` to ``config.num_steps``; returns the final state."""
+    from tqdm.auto import tqdm
+
+    compiled: dict[int, Any] = {}
+    started = time.perf_counter()
+    postfix: dict[str, str] = {}
+    with tqdm(
+        total=config.num_steps,
+        initial=int(state.step),
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+        desc=f"{config.algorithm} {config.dataset}",
+    ) as bar:
+        while (done := int(state.step)) < config.num_steps:
+            length = min(
+                config.steps_per_call - done % config.steps_per_call, config.num_steps - done
+            )
+            if length not in compiled:
+                bar.set_description_str(f"compiling {length} steps")
+                compiled[length] = compile_steps(
+                    step, problem.train, config.meta_batch_size, length, state, train_key
+                )
+                bar.set_description_str(f"{config.algorithm} {config.dataset}")
+            tick = time.perf_counter()
+            state, metrics = compiled[length](state, train_key, problem.train.data)
+            metrics = jax.device_get(metrics)
+            seconds = time.perf_counter() - tick
+            finite = np.asarray(metrics.pop("finite"))
+            applied = int(finite.argmin()) if not finite.all() else length
+            if applied:
+                record = {k: float(np.mean(v[:applied])) for k, v in metrics.items()}
+                record["tasks_per_s"] = applied * config.meta_batch_size / seconds
+                record["seconds"] = time.perf_counter() - started
+                log.write({"split": "train", "step": done + applied, **record})
+                bar.update(applied)
+                postfix.update(_postfix(record, config))
+                bar.set_postfix(postfix, refresh=False)
+            if applied < length:
+                _diverged(config, done + applied, metrics, applied, ckpts)
+            done = int(state.step)
+            if config.eval_interval and done % config.eval_interval == 0 and problem.val:
+                scores = validate(config, test_learner, state.meta_params, problem.val)
+                log.write(_record("val", done, scores, inner_steps=config.test_inner_steps[0]))
+                postfix.update(_postfix({k: v.mean for k, v in scores.items()}, config, "val "))
+                bar.set_postfix(postfix)
+            at_interval = config.checkpoint_interval and done % config.checkpoint_interval == 0
+            if at_interval or done == config.num_steps:
+                ckpts.save(done, state)
+    if ckpts.latest() != int(state.step):
+        ckpts.save(int(state.step), state)
+    return state
+
+
+def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, key):
+    """Ahead-of-time compile ``length`` meta-steps, sampling included, data as an argument.
+
+    Returns ``(state, key, data) -> (state, metrics)`` with the state donated.
+    """
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def run(state, key, data):
+        def sample(k):
+            return jmeta.tasks.sample_tasks(split.sample, k, meta_batch_size, data=data)
+
+        return jmeta.scan_steps(step.update, sample, length)(state, key)
+
+    return run.lower(state, key, split.data).compile()
+
+
+def _diverged(config, step: int, metrics, applied: int, ckpts: Checkpoints) -> None:
+    loss = float(np.asarray(metrics["loss"])[applied])
+    last = ckpts.latest()
+    kept = (
+        f"The last checkpoint (step {last}) in {ckpts.directory} is kept."
+        if last is not None
+        else "No checkpoint had been written yet."
+    )
+    raise TrainingDiverged(
+        f"meta-step {step + 1} gave a non-finite meta-loss or meta-gradient (loss = {loss}); "
+        f"training stopped with the parameters after step {step}. {kept} Try a smaller "
+        f"--meta-lr ({config.meta_lr}) or --inner-lr ({config.inner_lr}).",
+        step,
+        last,
+    )
+
+
+def _record(split: str, step: int, scores, **extra) -> dict[str, Any]:
+    record: dict[str, Any] = {"split": split, "step": step, **extra}
+    for name, est in scores.items():
+        record[name] = est.mean
+        record[f"{name}_ci95"] = est.ci95
+    return record
+
+
+def _postfix(values: dict[str, float], config: TrainConfig, prefix: str = "") -> dict[str, str]:
+    out = {}
+    if "accuracy" in values:
+        out[f"{prefix}acc"] = f"{values['accuracy']:.3f}"
+    out[f"{prefix}{'mse' if config.is_regression else 'loss'}"] = f"{values['loss']:.3f}"
+    if "tasks_per_s" in values:
+        out["tasks/s"] = f"{values['tasks_per_s']:.0f}"
+    return out
+
+
+def _title(config: TrainConfig) -> str:
+    if config.is_regression:
+        return f"{config.algorithm}, sinusoid, {config.shots}-shot"
+    return f"{config.algorithm}, {config.dataset}, {config.ways}-way {config.shots}-shot"

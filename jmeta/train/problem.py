@@ -1,0 +1,174 @@
+"""From a resolved config to what the loop needs: samplers, data on device, model, loss.
+
+Each split is a :class:`Split`: a per-task sampler ``(key, data) -> Task`` and
+the ``data`` it reads (the split's uint8 images, placed on the device once, or
+``()`` for sinusoid). The data travel as an argument of the compiled
+functions, never as a closed-over constant.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+
+import jmeta
+from jmeta.tasks.augment import crop_and_flip
+from jmeta.train.config import NO_SPLIT, TrainConfig
+from jmeta.types import Array, Model, PRNGKey, Task
+
+
+class Split(NamedTuple):
+    """One split's task sampler and data.
+
+    Attributes:
+      name: the split's name in the data set (``"minimal-test"``).
+      sample: ``(key, data) -> Task``, pure.
+      data: a pytree of arrays (the images, on device) or ``()``.
+      num_classes: classes of the split (``None`` for regression).
+    """
+
+    name: str
+    sample: Callable[[PRNGKey, Any], Task]
+    data: Any
+    num_classes: int | None
+
+
+class Problem(NamedTuple):
+    """The data side of a run: splits, loss, metrics and the model."""
+
+    train: Split
+    val: Split | None
+    test: Split
+    model: Model
+    loss_fn: Callable[[Array, Array], Array]
+    metrics: Mapping[str, Callable[[Array, Array], Array]]
+    image_shape: tuple[int, ...] | None
+
+
+def build_problem(
+    config: TrainConfig, *, splits: tuple[str, ...] = ("train", "val", "test")
+) -> Problem:
+    """Load the data set (only the ``splits`` asked for), check it can give the tasks, build the model.
+
+    Raises:
+      ValueError: a split has too few classes or examples for the tasks asked
+        for; the message names the split.
+    """
+    if config.is_regression:
+        return _sinusoid_problem(config)
+    loaded = {
+        role: _load_split(config, role) for role in splits if _split_name(config, role) != NO_SPLIT
+    }
+    shapes = {split.images.shape[2:] for split in loaded.values()}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"splits of {config.dataset} have different image shapes: {sorted(shapes)}."
+        )
+    (image_shape,) = shapes
+    out = {}
+    for role, split in loaded.items():
+        training = role == "train"
+        rotations = bool(config.rotations) and training
+        queries = config.queries if training else config.test_queries
+        name = _split_name(config, role)
+        jmeta.tasks.check_episode(
+            split.images,
+            ways=config.ways,
+            shots=config.shots,
+            queries=queries,
+            rotations=rotations,
+            source=f"the {role} split {name!r} of {config.dataset}",
+        )
+        augment = (
+            crop_and_flip(padding=max(1, image_shape[0] // 8))
+            if config.augment and training
+            else None
+        )
+        sample = functools.partial(
+            _few_shot,
+            ways=config.ways,
+            shots=config.shots,
+            queries=queries,
+            rotations=rotations,
+            augment=augment,
+        )
+        out[role] = Split(name, sample, jax.device_put(split.images), split.num_classes)
+    return Problem(
+        train=out.get("train"),
+        val=out.get("val"),
+        test=out.get("test"),
+        model=build_model(config, tuple(int(d) for d in image_shape)),
+        loss_fn=jmeta.losses.cross_entropy,
+        metrics={"accuracy": jmeta.losses.accuracy},
+        image_shape=tuple(int(d) for d in image_shape),
+    )
+
+
+def build_model(config: TrainConfig, image_shape: tuple[int, ...] | None) -> Model:
+    """The network the config names, sized for its task."""
+    from jmeta import models
+
+    width = config.width
+    if config.model == "mlp":
+        return models.mlp((1, width, width, 1))
+    options = {
+        "input_shape": image_shape,
+        "batch_norm": config.batch_norm,
+        "conv_impl": conv_impl(config.conv_impl),
+    }
+    if config.model == "conv4":
+        return models.conv4(config.ways, channels=width, **options)
+    channels = (width, int(2.5 * width), 5 * width, 10 * width)
+    return models.resnet12(config.ways, channels=channels, **options)
+
+
+def conv_impl(choice: str) -> str:
+    """``"auto"``: ``"im2col"`` on CPU, where ``vmap`` over per-task kernels turns
+    ``lax.conv`` into a grouped convolution that XLA:CPU runs very slowly; else ``"xla"``."""
+    if choice != "auto":
+        return choice
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
+
+
+def _few_shot(key: PRNGKey, data: Array, **options) -> Task:
+    return jmeta.tasks.few_shot(key, data, **options)
+
+
+def _sinusoid(key: PRNGKey, data: Any, *, num_support: int, num_query: int) -> Task:
+    del data
+    return jmeta.tasks.sinusoid(key, num_support=num_support, num_query=num_query)
+
+
+def _sinusoid_problem(config: TrainConfig) -> Problem:
+    def split(num_query: int) -> Split:
+        sample = functools.partial(_sinusoid, num_support=config.shots, num_query=num_query)
+        return Split("sinusoid", sample, (), None)
+
+    held_out = split(config.test_queries)
+    return Problem(
+        train=split(config.queries),
+        val=held_out,
+        test=held_out,
+        model=build_model(config, None),
+        loss_fn=jmeta.losses.mse,
+        metrics={},
+        image_shape=None,
+    )
+
+
+def _split_name(config: TrainConfig, role: str) -> str:
+    return getattr(config, f"{role}_split")
+
+
+def _load_split(config: TrainConfig, role: str):
+    from jmeta.datasets import load
+
+    return load(
+        config.dataset,
+        _split_name(config, role),
+        data_dir=config.data_dir,
+        image_size=config.image_size,
+    )

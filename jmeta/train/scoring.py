@@ -1,0 +1,116 @@
+"""Scoring: validation during a run, the fixed test tasks, and saved checkpoints.
+
+Test task ``i`` is drawn from ``fold_in(key(eval_seed), i)`` (see
+:func:`jmeta.evaluate`), so every algorithm and every checkpoint of a data set
+is scored on the same tasks; validation uses the task set ``eval_seed + 1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jmeta
+from jmeta.train import outputs
+from jmeta.train.build import build_learners, initial_state, meta_optimizer
+from jmeta.train.checkpoint import Checkpoints
+from jmeta.train.config import NO_SPLIT, TrainConfig, resolve_config
+from jmeta.train.problem import Split, build_problem
+from jmeta.train.results import Scores
+from jmeta.types import MetaLearner
+
+
+def validate(config: TrainConfig, learner: MetaLearner, meta_params, split: Split):
+    """Scores on ``val_tasks`` validation tasks (seed ``eval_seed + 1``), first test-time steps.
+
+    Like the test, ``meta_batch_size`` tasks are evaluated at a time (a bound on
+    memory, which matters on CPU: im2col convolutions copy each activation 9
+    times); the scores do not depend on it.
+    """
+    return jmeta.evaluate(
+        learner,
+        meta_params,
+        split.sample,
+        num_tasks=config.val_tasks,
+        seed=config.eval_seed + 1,
+        num_steps=config.test_inner_steps[0],
+        batch_size=config.meta_batch_size,
+        data=split.data,
+    )
+
+
+def test_scores(config: TrainConfig, learner: MetaLearner, meta_params, split: Split) -> Scores:
+    """Scores on the ``eval_tasks`` fixed test tasks, once per ``test_inner_steps`` entry."""
+    return {
+        k: jmeta.evaluate(
+            learner,
+            meta_params,
+            split.sample,
+            num_tasks=config.eval_tasks,
+            seed=config.eval_seed,
+            num_steps=k,
+            batch_size=config.meta_batch_size,
+            data=split.data,
+        )
+        for k in config.test_inner_steps
+    }
+
+
+def find_run(path: str | Path) -> tuple[Path, int | None]:
+    """The run folder and checkpoint step that ``path`` names.
+
+    ``path`` may be a run folder (newest checkpoint), its ``checkpoints/``
+    folder, or one ``checkpoints/<step>/`` folder.
+    """
+    path = Path(path)
+    if path.name.isdigit() and path.parent.name == outputs.CHECKPOINTS:
+        return path.parent.parent, int(path.name)
+    if path.name == outputs.CHECKPOINTS:
+        return path.parent, None
+    return path, None
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    split: str = "test",
+    num_tasks: int | None = None,
+    seed: int | None = None,
+    inner_steps: tuple[int, ...] | None = None,
+    data_dir: str | None = None,
+) -> tuple[Scores, int]:
+    """Score a checkpoint on fixed tasks of its run's test (or validation) split.
+
+    Args:
+      path: a run folder, its ``checkpoints/`` folder or one checkpoint folder.
+      split: ``"test"`` or ``"val"``.
+      num_tasks: tasks (default: the run's ``eval_tasks``, 600).
+      seed: names the task set (default: the run's ``eval_seed``, so the same
+        tasks the run was tested on).
+      inner_steps: test-time inner steps (default: the run's ``test_inner_steps``).
+      data_dir: where the data are, if they moved.
+
+    Returns:
+      ``({inner steps: {metric: Estimate}}, checkpoint step)``.
+    """
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val'; got {split!r}.")
+    run_dir, step = find_run(path)
+    config = outputs.saved_config(run_dir)
+    changes = {"data_dir": data_dir} if data_dir is not None else {}
+    if num_tasks is not None:
+        changes["eval_tasks"] = num_tasks
+    if seed is not None:
+        changes["eval_seed"] = seed
+    if inner_steps is not None:
+        changes["test_inner_steps"] = tuple(inner_steps)
+    config = resolve_config(config.replace(**changes))  # checks the overrides
+    if split == "val" and config.val_split == NO_SPLIT:
+        raise ValueError(f"the run in {run_dir} has no validation split.")
+    problem = build_problem(config, splits=(split,))
+    train_learner, test_learner = build_learners(config, problem)
+    step_fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
+    like, _ = initial_state(step_fns, train_learner, problem.model, config.seed, abstract=True)
+    with Checkpoints(run_dir / outputs.CHECKPOINTS, keep=config.keep_checkpoints) as ckpts:
+        state = ckpts.restore(like=like, step=step)
+    target = problem.test if split == "test" else problem.val
+    return test_scores(config, test_learner, state.meta_params, target), int(state.step)

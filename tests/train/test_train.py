@@ -1,0 +1,156 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jmeta.train import (
+    Checkpoints,
+    TrainingDiverged,
+    read_metrics,
+    resolve_config,
+    train,
+)
+from jmeta.train.logs import TIMING_KEYS, write_json
+from tiny_runs import fake_omniglot, tiny_omniglot, tiny_sinusoid
+
+pytestmark = pytest.mark.standard_promotion  # the meta-optimizer is optax.adam
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """The tiny sinusoid run, uninterrupted: the reference the other runs are compared with."""
+    out = tmp_path_factory.mktemp("runs") / "full"
+    with jax.numpy_dtype_promotion("standard"):
+        return train(tiny_sinusoid(out), progress=False)
+
+
+def test_sinusoid_run_writes_every_output(full_run):
+    result, out = full_run, full_run.output_dir
+    assert int(result.state.step) == 20
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints",
+        "config.json",
+        "curves.png",
+        "metrics.jsonl",
+        "results.json",
+    ]
+    assert Checkpoints(out / "checkpoints").steps() == [10, 20]
+    records = read_metrics(out / "metrics.jsonl")
+    assert [(r["split"], r["step"]) for r in records] == [
+        ("train", 5),
+        ("train", 10),
+        ("val", 10),
+        ("train", 15),
+        ("train", 20),
+        ("val", 20),
+        ("test", 20),
+        ("test", 20),
+    ]
+    assert {"loss", "grad_norm", "tasks_per_s", "seconds"} <= set(records[0])
+    assert set(result.test) == {1, 2}
+    after, before = result.test[2]["loss"], result.test[2]["loss_before"]
+    assert after.num == 16 and after.mean < before.mean
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["test"]["2"]["loss"]["mean"] == after.mean
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_steps"] == 20 and config["output_dir"] == str(out)
+    assert "MSE after adaptation" in result.summary()
+
+
+def test_same_seed_same_run_other_seed_other_run(full_run, tmp_path):
+    again = train(tiny_sinusoid(tmp_path / "again"), progress=False)
+    assert_trees_equal(full_run.state, again.state)
+    assert again.test == full_run.test
+    assert without_timing(read_metrics(tmp_path / "again/metrics.jsonl")) == without_timing(
+        read_metrics(full_run.output_dir / "metrics.jsonl")
+    )
+    train(
+        tiny_sinusoid(tmp_path / "other", seed=1, num_steps=5, eval_interval=0,
+                      checkpoint_interval=0, test_inner_steps=(1,)),
+        progress=False,
+    )  # fmt: skip
+    first = read_metrics(full_run.output_dir / "metrics.jsonl")[0]
+    assert read_metrics(tmp_path / "other/metrics.jsonl")[0]["loss"] != first["loss"]
+
+
+def test_resume_continues_exactly_and_may_extend(full_run, tmp_path):
+    part = tmp_path / "part"
+    train(tiny_sinusoid(part, num_steps=10), progress=False)
+    resumed = train(tiny_sinusoid(part), resume=True, progress=False)
+    assert_trees_equal(full_run.state, resumed.state)
+    assert resumed.test == full_run.test
+    assert without_timing(read_metrics(part / "metrics.jsonl")) == without_timing(
+        read_metrics(full_run.output_dir / "metrics.jsonl")
+    )
+
+
+def test_existing_runs_are_never_overwritten_silently(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    config = tiny_sinusoid(out, num_steps=5, eval_interval=0, checkpoint_interval=0,
+                           test_inner_steps=(1,))  # fmt: skip
+    write_json(out / "config.json", resolve_config(config).to_dict())
+    with pytest.raises(
+        FileExistsError, match=r"already holds a run \(config.json\).* --resume .* --overwrite"
+    ):
+        train(config, progress=False)
+    with pytest.raises(ValueError, match="contradict"):
+        train(config, resume=True, overwrite=True, progress=False)
+    with pytest.raises(ValueError, match="configuration differs .* seed: saved 0, now 4"):
+        train(config.replace(seed=4), resume=True, progress=False)
+    train(config.replace(seed=4), overwrite=True, progress=False)
+    assert (out / "notes.txt").read_text() == "mine"  # only run files are replaced
+    assert json.loads((out / "config.json").read_text())["seed"] == 4
+    assert (out / "results.json").exists()
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    # Plain SGD with a huge meta step size diverges within a few dozen steps.
+    config = tiny_sinusoid(
+        tmp_path / "run", meta_optimizer="sgd", meta_lr=30.0, num_steps=200,
+        steps_per_call=2, eval_interval=0, checkpoint_interval=2,
+    )  # fmt: skip
+    with pytest.raises(TrainingDiverged, match=r"meta-step \d+ gave a non-finite") as info:
+        train(config, progress=False)
+    err = info.value
+    assert 2 <= err.last_checkpoint <= err.step < 200
+    ckpts = Checkpoints(tmp_path / "run/checkpoints")
+    assert ckpts.latest() == err.last_checkpoint
+    records = read_metrics(tmp_path / "run/metrics.jsonl")
+    assert all(np.isfinite(r["loss"]) for r in records) and records[-1]["step"] == err.step
+    assert not (tmp_path / "run/results.json").exists()
+
+
+def test_tiny_omniglot_end_to_end(tmp_path):
+    data = fake_omniglot(tmp_path / "omniglot")
+    config = tiny_omniglot(tmp_path / "run", data, augment=True, val_split="none")
+    result = train(config, progress=False)
+    assert result.config.rotations is True and int(result.state.step) == 6
+    accuracy = result.test[1]["accuracy"]
+    assert accuracy.num == 6 and 0.0 <= accuracy.mean <= 1.0
+    assert result.state.meta_params["head"]["kernel"].shape == (4, 3)
+    assert "omniglot minimal-test, 3-way 1-shot" in result.summary()
+    assert {r["split"] for r in read_metrics(tmp_path / "run/metrics.jsonl")} == {"train", "test"}
+
+
+def test_split_too_small_for_the_tasks_names_the_split(tmp_path):
+    data = fake_omniglot(tmp_path / "omniglot")
+    with pytest.raises(
+        ValueError, match=r"ways=5 .* the val split 'minimal-val' of omniglot has 4 classes"
+    ):
+        train(tiny_omniglot(tmp_path / "run", data, ways=5), progress=False)
+    assert not (tmp_path / "run").exists()  # nothing written before the data are checked
+    with pytest.raises(
+        ValueError, match=r"1 \+ 4 = 5 .* the train split 'minimal-train' .* only 4"
+    ):
+        train(tiny_omniglot(tmp_path / "run", data, queries=4), progress=False)
