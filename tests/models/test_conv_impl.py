@@ -1,8 +1,8 @@
 """conv_impl="im2col" computes the same function as conv_impl="xla".
 
-Checked on the convolution itself (values, first- and second-order
-derivatives) and on whole networks: logits and second-order MAML
-meta-gradients, with per-task (vmapped) weights, in float32 and float64.
+Checked on the convolution itself (values; first- and second-order
+derivatives in float32 and float64) and on whole networks (logits; the
+second-order MAML meta-gradient with per-task, vmapped, adapted weights).
 """
 
 import jax
