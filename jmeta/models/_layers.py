@@ -67,24 +67,43 @@ def prepare_images(
     return x.astype(dtype)
 
 
-def run_with_reference(
-    body: Callable[[Array, int | None], Array],
+def prepare_inputs(
     x: Array,
     reference: Array | None,
+    input_shape: tuple[int, int, int],
+    dtype: jnp.dtype,
     batch_norm: str,
+    *,
+    model: str,
+) -> tuple[Array, Array | None]:
+    """Checks and casts ``x`` and, in ``"support"`` mode, ``reference``.
+
+    Returns ``(x, reference)``, ``reference`` being ``None`` outside
+    ``"support"`` mode or when it is ``x`` itself (which needs no second pass).
+    """
+    if batch_norm != "support" or reference is x:
+        reference = None
+    x = prepare_images(x, input_shape, dtype, model=model, name="x")
+    if reference is not None:
+        reference = prepare_images(reference, input_shape, dtype, model=model, name="reference")
+    return x, reference
+
+
+def run_with_reference(
+    body: Callable[[Array, int | None], Array], x: Array, reference: Array | None
 ) -> Array:
-    """Runs ``body(h, num_stat_rows)`` under a batch-norm policy.
+    """Runs ``body(h, num_stat_rows)`` with batch-norm statistics from ``reference``.
 
     ``body`` normalises with statistics from the first ``num_stat_rows`` rows of
-    its batch (all rows when ``None``). In ``"support"`` mode with a reference
-    batch, the reference is prepended to ``x`` so that it alone provides the
-    statistics at every layer, and only the rows of ``x`` are returned.
+    its batch (all rows when ``None``). Given a reference batch, it is
+    prepended to ``x`` so that it alone provides the statistics at every
+    layer, and only the rows of ``x`` are returned; otherwise ``x`` provides
+    its own statistics.
     """
-    if batch_norm == "support" and reference is not None:
-        num_ref = reference.shape[0]
-        out = body(jnp.concatenate([reference, x], axis=0), num_ref)
-        return out[num_ref:]
-    return body(x, None)
+    if reference is None:
+        return body(x, None)
+    num_ref = reference.shape[0]
+    return body(jnp.concatenate([reference, x], axis=0), num_ref)[num_ref:]
 
 
 def conv2d(x: Array, kernel: Array, impl: str) -> Array:

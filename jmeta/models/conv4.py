@@ -109,11 +109,9 @@ def conv4(
     )
 
     def apply(params: Params, x: Array, *, reference: Array | None = None) -> Array:
-        x = _layers.prepare_images(x, input_shape, act_dtype, model="conv4", name="x")
-        if batch_norm == "support" and reference is not None:
-            reference = _layers.prepare_images(
-                reference, input_shape, act_dtype, model="conv4", name="reference"
-            )
+        x, reference = _layers.prepare_inputs(
+            x, reference, input_shape, act_dtype, batch_norm, model="conv4"
+        )
 
         def body(h: Array, num_stat_rows: int | None) -> Array:
             for i in range(NUM_BLOCKS):
@@ -127,6 +125,6 @@ def conv4(
             h = h.reshape(h.shape[0], -1)
             return _layers.dense(h, params["head"], act_dtype)
 
-        return _layers.run_with_reference(body, x, reference, batch_norm).astype(param_dtype)
+        return _layers.run_with_reference(body, x, reference).astype(param_dtype)
 
     return Model(init=_layers.make_init(spec, param_dtype), apply=apply)

@@ -121,11 +121,9 @@ def resnet12(
     spec["head"] = _layers.dense_spec(channels[-1], num_classes, _layers.fan_in_uniform)
 
     def apply(params: Params, x: Array, *, reference: Array | None = None) -> Array:
-        x = _layers.prepare_images(x, input_shape, act_dtype, model="resnet12", name="x")
-        if batch_norm == "support" and reference is not None:
-            reference = _layers.prepare_images(
-                reference, input_shape, act_dtype, model="resnet12", name="reference"
-            )
+        x, reference = _layers.prepare_inputs(
+            x, reference, input_shape, act_dtype, batch_norm, model="resnet12"
+        )
 
         def conv_norm(
             h: Array, layer: str, norm: str, block: Params, stat_rows: int | None
@@ -150,6 +148,6 @@ def resnet12(
             features = jnp.mean(h.astype(wide), axis=(1, 2)).astype(act_dtype)
             return _layers.dense(features, params["head"], act_dtype)
 
-        return _layers.run_with_reference(body, x, reference, batch_norm).astype(param_dtype)
+        return _layers.run_with_reference(body, x, reference).astype(param_dtype)
 
     return Model(init=_layers.make_init(spec, param_dtype), apply=apply)

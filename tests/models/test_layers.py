@@ -31,9 +31,8 @@ def test_run_with_reference_returns_only_the_rows_of_x():
         return h - h[:num_stat_rows].mean(axis=0)
 
     x, reference = jnp.arange(3.0)[:, None], jnp.array([[10.0], [20.0]])
-    np.testing.assert_allclose(run_with_reference(body, x, reference, "support"), x - 15.0)
-    np.testing.assert_allclose(run_with_reference(body, x, None, "support"), x - 1.0)
-    np.testing.assert_allclose(run_with_reference(body, x, reference, "transductive"), x - 1.0)
+    np.testing.assert_allclose(run_with_reference(body, x, reference), x - 15.0)
+    np.testing.assert_allclose(run_with_reference(body, x, None), x - 1.0)
 
 
 def test_max_pool_values():
