@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jmeta._dtypes import at_least_float32
 from jmeta._vma import device_varying
 from jmeta.types import Array, MetaLearner, MetaParams, Metrics, PRNGKey, Task
 from jmeta.validation import check_positive_int, check_task
@@ -145,7 +146,7 @@ def _chunked_meta_gradient(learner, meta_params, tasks, keys, chunk_size):
 
 
 def _sum_as_float(x: Array) -> Array:
-    return jnp.sum(x, axis=0, dtype=jnp.promote_types(x.dtype, jnp.float32))
+    return jnp.sum(x, axis=0, dtype=at_least_float32(x.dtype))
 
 
 def _check_chunk_size(chunk_size: object, num_tasks: int) -> int:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jmeta._dtypes import at_least_float32
 from jmeta.types import Array, Params, PRNGKey
 
 BatchNormMode = Literal["transductive", "support", "none"]
@@ -150,7 +151,7 @@ def batch_norm(h: Array, params: Params, num_stat_rows: int | None) -> Array:
     at least (in float64 for float64 ``h``). The result is ``scale * (h - mean)
     / sqrt(var + 1e-5) + bias``, cast back to the dtype of ``h``.
     """
-    stat_dtype = jnp.promote_types(h.dtype, jnp.float32)
+    stat_dtype = at_least_float32(h.dtype)
     h_wide = h.astype(stat_dtype)
     stats = h_wide if num_stat_rows is None else h_wide[:num_stat_rows]
     axes = tuple(range(h.ndim - 1))

@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jmeta._dtypes import at_least_float32
 from jmeta.models import _layers
 from jmeta.types import Array, Model, Params
 
@@ -144,7 +145,7 @@ def resnet12(
                         h = jax.nn.leaky_relu(h, LEAKY_SLOPE)
                 h = jax.nn.leaky_relu(h + shortcut, LEAKY_SLOPE)
                 h = _layers.max_pool_2x2(h)
-            wide = jnp.promote_types(act_dtype, jnp.float32)
+            wide = at_least_float32(act_dtype)
             features = jnp.mean(h.astype(wide), axis=(1, 2)).astype(act_dtype)
             return _layers.dense(features, params["head"], act_dtype)
 
