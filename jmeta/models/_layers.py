@@ -39,7 +39,12 @@ def compute_dtype(dtype: jnp.dtype | None, param_dtype: jnp.dtype) -> jnp.dtype:
 
 
 def prepare_images(
-    x: Array, input_shape: tuple[int, int, int], dtype: jnp.dtype, *, model: str, name: str
+    x: Array,
+    input_shape: tuple[int, int, int],
+    dtype: jnp.dtype,
+    *,
+    model: str,
+    name: str,
 ) -> Array:
     """Checks an ``[n, H, W, C]`` image batch and casts it to ``dtype``.
 
@@ -239,6 +244,15 @@ def conv_spec(
 def batch_norm_spec(channels: int) -> dict[str, Any]:
     """``{"scale": ones, "bias": zeros}``, both ``[channels]``."""
     return {"scale": np.ones((channels,)), "bias": np.zeros((channels,))}
+
+
+def check_num_classes(num_classes: object) -> int:
+    """``num_classes`` as an int, or a ValueError naming it."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise ValueError(f"num_classes must be a positive int or None; got {num_classes!r}.")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive; got {num_classes}.")
+    return int(num_classes)
 
 
 def dense_spec(d_in: int, d_out: int, kernel_init: KernelInit) -> dict[str, Any]:

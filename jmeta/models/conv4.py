@@ -30,29 +30,34 @@ NUM_BLOCKS = 4
 
 
 def conv4(
-    num_classes: int,
+    num_classes: int | None,
     *,
     channels: int = 64,
     input_shape: tuple[int, int, int] = (28, 28, 1),
     batch_norm: _layers.BatchNormMode = "transductive",
-    conv_impl: _layers.ConvImpl = "xla",
+    conv_impl: _layers.ConvImpl = "im2col",
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Model:
     """Builds the Conv4 network of MAML.
 
     Args:
-      num_classes: number of logits (the ``N`` of ``N``-way classification).
+      num_classes: number of logits (the ``N`` of ``N``-way classification), or
+        ``None`` for an embedding network without a head, whose ``apply``
+        returns the flattened features of the last block (for the metric
+        learners: :func:`~jmeta.protonet`, :func:`~jmeta.matching_net`,
+        :func:`~jmeta.r2d2`).
       channels: filters in every convolution. 64 for Omniglot; MAML uses 32 on
         84x84 miniImageNet to limit overfitting.
       input_shape: ``(H, W, C)`` of one input; inputs are channels-last.
       batch_norm: ``"transductive"`` (statistics of the batch given to
         ``apply``), ``"support"`` (statistics of the ``reference`` batch) or
         ``"none"`` (no normalisation; the convolutions get a bias instead).
-      conv_impl: ``"xla"`` (``lax.conv_general_dilated``) or ``"im2col"``
-        (shifted copies and one matrix product, which ``vmap`` over per-task
-        weights turns into a batched matmul rather than a grouped convolution).
-        Both compute the same function.
+      conv_impl: ``"im2col"`` (the default: shifted copies and one matrix
+        product, which ``vmap`` over per-task weights turns into a batched
+        matmul) or ``"xla"`` (``lax.conv_general_dilated``, which ``vmap``
+        turns into a grouped convolution). Both compute the same function;
+        see :mod:`jmeta.models` for the measured speeds.
       dtype: dtype of the activations and of the convolution/matmul inputs, e.g.
         ``jnp.bfloat16`` for mixed precision. Defaults to ``param_dtype``.
         Batch-norm statistics are computed in float32 at least.
@@ -104,9 +109,11 @@ def conv4(
         if use_bn:
             spec[f"bn{i}"] = _layers.batch_norm_spec(channels)
         c_in = channels
-    spec["head"] = _layers.dense_spec(
-        out_height * out_width * channels, num_classes, _layers.glorot_uniform
-    )
+    if num_classes is not None:
+        num_classes = _layers.check_num_classes(num_classes)
+        spec["head"] = _layers.dense_spec(
+            out_height * out_width * channels, num_classes, _layers.glorot_uniform
+        )
 
     def apply(params: Params, x: Array, *, reference: Array | None = None) -> Array:
         x, reference = _layers.prepare_inputs(
@@ -123,7 +130,7 @@ def conv4(
                     h = h + conv["bias"].astype(act_dtype)
                 h = _layers.max_pool_2x2(jax.nn.relu(h))
             h = h.reshape(h.shape[0], -1)
-            return _layers.dense(h, params["head"], act_dtype)
+            return h if num_classes is None else _layers.dense(h, params["head"], act_dtype)
 
         return _layers.run_with_reference(body, x, reference).astype(param_dtype)
 

@@ -44,7 +44,11 @@ def _block_spec(c_in: int, c_out: int, use_bn: bool) -> dict[str, Any]:
     block = {}
     for i in range(CONVS_PER_BLOCK):
         block[f"conv{i}"] = _layers.conv_spec(
-            3, c_in if i == 0 else c_out, c_out, _layers.he_normal_fan_out, use_bias=not use_bn
+            3,
+            c_in if i == 0 else c_out,
+            c_out,
+            _layers.he_normal_fan_out,
+            use_bias=not use_bn,
         )
         if use_bn:
             block[f"bn{i}"] = _layers.batch_norm_spec(c_out)
@@ -57,26 +61,28 @@ def _block_spec(c_in: int, c_out: int, use_bn: bool) -> dict[str, Any]:
 
 
 def resnet12(
-    num_classes: int,
+    num_classes: int | None,
     *,
     channels: Sequence[int] = (64, 160, 320, 640),
     input_shape: tuple[int, int, int] = (84, 84, 3),
     batch_norm: _layers.BatchNormMode = "transductive",
-    conv_impl: _layers.ConvImpl = "xla",
+    conv_impl: _layers.ConvImpl = "im2col",
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Model:
     """Builds a ResNet-12 with a linear head.
 
     Args:
-      num_classes: number of logits.
+      num_classes: number of logits, or ``None`` for an embedding network
+        without a head (``apply`` returns the pooled features), as in
+        :func:`jmeta.models.conv4`.
       channels: filters of each residual block; one block per entry (four in
         the standard network).
       input_shape: ``(H, W, C)`` of one input; inputs are channels-last. Height
         and width must survive one 2x2 pooling per block.
       batch_norm: ``"transductive"``, ``"support"`` or ``"none"``, as in
         :func:`jmeta.models.conv4`. With ``"none"`` the convolutions get biases.
-      conv_impl: ``"xla"`` or ``"im2col"``, as in :func:`jmeta.models.conv4`.
+      conv_impl: ``"im2col"`` (default) or ``"xla"``, as in :func:`jmeta.models.conv4`.
       dtype: activation/compute dtype (e.g. ``jnp.bfloat16``); defaults to
         ``param_dtype``. Batch-norm statistics are computed in float32 at least.
       param_dtype: dtype of the parameters; logits are returned in it.
@@ -119,7 +125,9 @@ def resnet12(
     spec = {}
     for b, (c_in, c_out) in enumerate(zip((in_channels, *channels[:-1]), channels, strict=True)):
         spec[f"block{b}"] = _block_spec(c_in, c_out, use_bn)
-    spec["head"] = _layers.dense_spec(channels[-1], num_classes, _layers.fan_in_uniform)
+    if num_classes is not None:
+        num_classes = _layers.check_num_classes(num_classes)
+        spec["head"] = _layers.dense_spec(channels[-1], num_classes, _layers.fan_in_uniform)
 
     def apply(params: Params, x: Array, *, reference: Array | None = None) -> Array:
         x, reference = _layers.prepare_inputs(
@@ -147,6 +155,8 @@ def resnet12(
                 h = _layers.max_pool_2x2(h)
             wide = at_least_float32(act_dtype)
             features = jnp.mean(h.astype(wide), axis=(1, 2)).astype(act_dtype)
+            if num_classes is None:
+                return features
             return _layers.dense(features, params["head"], act_dtype)
 
         return _layers.run_with_reference(body, x, reference).astype(param_dtype)

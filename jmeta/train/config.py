@@ -72,10 +72,10 @@ class TrainConfig:
         (resnet12, stages ``w, 2.5w, 5w, 10w``).
       batch_norm: ``"transductive"``, ``"support"`` or ``"none"`` (see
         :mod:`jmeta.models`).
-      conv_impl: how convolutions are computed: ``"xla"``, ``"im2col"`` (a
-        batched matrix product, far faster on CPU under ``vmap`` over per-task
-        weights) or ``"auto"`` (``"im2col"`` on CPU, else ``"xla"``). Same
-        function, up to floating-point rounding.
+      conv_impl: how convolutions are computed: ``"im2col"`` (a batched
+        matrix product, faster under ``vmap`` over per-task weights on CPU and
+        GPU), ``"xla"`` or ``"auto"`` (the models' default, ``"im2col"``).
+        Same function, up to floating-point rounding.
       output_dir: where the run writes (``None``: ``runs/<dataset>-<algorithm>-<time>``).
       checkpoint_interval: save every this many steps (0: only at the end).
       keep_checkpoints: how many recent checkpoints to keep.

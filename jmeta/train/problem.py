@@ -126,11 +126,9 @@ def build_model(config: TrainConfig, image_shape: tuple[int, ...] | None) -> Mod
 
 
 def conv_impl(choice: str) -> str:
-    """``"auto"``: ``"im2col"`` on CPU, where ``vmap`` over per-task kernels turns
-    ``lax.conv`` into a grouped convolution that XLA:CPU runs very slowly; else ``"xla"``."""
-    if choice != "auto":
-        return choice
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
+    """``"auto"``: ``"im2col"``, faster than XLA's grouped convolutions under
+    ``vmap`` over per-task kernels on CPU (20-40x) and on an H100 (1.2-1.3x)."""
+    return "im2col" if choice == "auto" else choice
 
 
 def _few_shot(key: PRNGKey, data: Array, **options) -> Task:

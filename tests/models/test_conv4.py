@@ -53,7 +53,10 @@ def test_param_names_and_head():
     ]
     assert set(params["conv0"]) == {"kernel"}  # a bias is redundant before batch norm
     assert set(params["bn0"]) == {"scale", "bias"}
-    assert [p for p in paths(params) if "head" in p] == ["['head']['bias']", "['head']['kernel']"]
+    assert [p for p in paths(params) if "head" in p] == [
+        "['head']['bias']",
+        "['head']['kernel']",
+    ]
     assert model.apply(params, jnp.zeros((6, 16, 16, 1))).shape == (6, 3)
 
 
@@ -117,3 +120,22 @@ def test_mixed_precision_bf16_compute_float32_params():
     np.testing.assert_allclose(logits, conv4(3, **TINY).apply(params, x), rtol=0.05, atol=0.05)
     grads = jax.eval_shape(jax.grad(lambda p: jnp.sum(model.apply(p, x))), params)
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
+
+
+def test_embedding_network_without_head():
+    # num_classes=None: the features that feed the head, for the metric learners.
+    with_head, embedding = conv4(5, **TINY), conv4(None, **TINY)
+    params = with_head.init(jax.random.key(0))
+    assert "head" not in embedding.init(jax.random.key(0))
+    body = {k: v for k, v in params.items() if k != "head"}
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(3, 16, 16, 1)), jnp.float32)
+    features = embedding.apply(body, x)
+    assert features.shape == (3, 4)  # 16 -> 1 after four poolings, 4 channels
+    expected = features @ params["head"]["kernel"] + params["head"]["bias"]
+    np.testing.assert_allclose(with_head.apply(params, x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_classes", [0, 2.5, True])
+def test_bad_num_classes(num_classes):
+    with pytest.raises(ValueError, match="num_classes"):
+        conv4(num_classes, **TINY)

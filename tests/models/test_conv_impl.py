@@ -92,7 +92,10 @@ def test_conv4_vmapped_second_order():
     # Without batch norm, which does not depend on conv_impl: a smaller graph
     # to compile.
     kwargs = dict(channels=4, input_shape=(16, 16, 1), batch_norm="none")
-    xla, im2col = conv4(3, **kwargs), conv4(3, conv_impl="im2col", **kwargs)
+    xla, im2col = (
+        conv4(3, conv_impl="xla", **kwargs),
+        conv4(3, conv_impl="im2col", **kwargs),
+    )
     params = xla.init(jax.random.key(0))
     batch = random_tasks(2, (16, 16, 1))
     # Low backend optimisation halves the compile time of these small graphs.
@@ -107,7 +110,10 @@ def test_conv4_vmapped_second_order():
 
 def test_resnet12_values_match():
     kwargs = dict(channels=(2, 3, 4, 4), input_shape=(16, 16, 1))
-    xla, im2col = resnet12(3, **kwargs), resnet12(3, conv_impl="im2col", **kwargs)
+    xla, im2col = (
+        resnet12(3, conv_impl="xla", **kwargs),
+        resnet12(3, conv_impl="im2col", **kwargs),
+    )
     params = xla.init(jax.random.key(0))
     x = normal(1, (6, 16, 16, 1))
     np.testing.assert_allclose(

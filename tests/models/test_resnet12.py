@@ -28,7 +28,10 @@ def test_shapes_and_names():
     assert params["block1"]["shortcut_conv"]["kernel"].shape == (1, 1, 2, 3)
     assert params["head"]["kernel"].shape == (4, 3)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
-    assert [p for p in paths if "head" in p] == ["['head']['bias']", "['head']['kernel']"]
+    assert [p for p in paths if "head" in p] == [
+        "['head']['bias']",
+        "['head']['kernel']",
+    ]
     assert model.apply(params, jnp.zeros((6, 16, 16, 1))).shape == (6, 3)
 
 
@@ -60,3 +63,12 @@ def test_bad_inputs():
     params = jax.eval_shape(model.init, jax.random.key(0))
     with pytest.raises(ValueError, match=r"expected x of shape \[n, 16, 16, 1\]"):
         model.apply(params, jnp.zeros((2, 16, 16, 3)))
+
+
+def test_embedding_network_without_head():
+    model = resnet12(None, channels=CHANNELS, input_shape=(16, 16, 1))
+    params = model.init(jax.random.key(0))
+    assert "head" not in params
+    assert model.apply(params, jnp.zeros((6, 16, 16, 1))).shape == (6, 4)
+    with pytest.raises(ValueError, match="num_classes"):
+        resnet12(-1, channels=CHANNELS)
