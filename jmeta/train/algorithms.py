@@ -5,9 +5,14 @@ is one entry::
 
     from jmeta.train import register_algorithm
 
-    register_algorithm("cavia", lambda s: jmeta.cavia(
-        s.model.apply, s.loss_fn, context_size=..., inner_lr=s.inner_lr,
-        num_steps=s.inner_steps, metrics=dict(s.metrics)))
+    register_algorithm("fomaml_adam", lambda s: jmeta.maml(
+        s.model.apply, s.loss_fn, inner_optimizer=optax.adam(s.inner_lr, eps_root=1e-12),
+        num_steps=s.inner_steps, first_order=True, metrics=dict(s.metrics)))
+
+What network the entry gets is declared with it: by default the data set's
+model with its head (logits); ``embedding=True`` drops the head, for learners
+that classify by comparing embeddings; ``extra_inputs=n`` widens the MLP's
+input by ``n`` (CAVIA's context).
 
 The trainer builds the learner twice: with the training inner loop for
 meta-training, and with the test-time step size for evaluation (the number of
@@ -84,6 +89,36 @@ def _first_order_only(builder: Callable[..., MetaLearner]) -> Callable[[LearnerS
     return build
 
 
+def _metric(builder: Callable[..., MetaLearner]) -> Callable[[LearnerSpec], MetaLearner]:
+    """An entry for a metric learner on an embedding network (ProtoNets, Matching Nets, R2D2).
+
+    The number of classes is read from the support set (``shots`` per class),
+    so one learner trains and tests with different numbers of ways.
+    """
+
+    def build(spec: LearnerSpec) -> MetaLearner:
+        return builder(spec.model.apply, shots=spec.config.shots, metrics=dict(spec.metrics))
+
+    return build
+
+
+#: CAVIA's context size, as in the paper's regression experiments.
+CAVIA_CONTEXT_SIZE = 5
+
+
+def _cavia(spec: LearnerSpec) -> MetaLearner:
+    return jmeta.cavia(
+        jmeta.algorithms.concat_context(spec.model.apply),
+        spec.loss_fn,
+        context_size=CAVIA_CONTEXT_SIZE,
+        inner_lr=spec.inner_lr,
+        num_steps=spec.inner_steps,
+        first_order=spec.config.first_order,
+        transductive=spec.transductive,
+        metrics=dict(spec.metrics),
+    )
+
+
 #: Name -> ``(LearnerSpec) -> MetaLearner``. ``jmeta train --algo NAME`` looks here.
 ALGORITHMS: dict[str, Callable[[LearnerSpec], MetaLearner]] = {
     "maml": _gradient_based(jmeta.maml),
@@ -93,11 +128,34 @@ ALGORITHMS: dict[str, Callable[[LearnerSpec], MetaLearner]] = {
     "boil": _gradient_based(jmeta.boil),
     "reptile": _first_order_only(jmeta.reptile),
     "imaml": _first_order_only(jmeta.imaml),
+    "cavia": _cavia,
+    "protonet": _metric(jmeta.protonet),
+    "matching_net": _metric(jmeta.matching_net),
+    "r2d2": _metric(jmeta.r2d2),
 }
 
+#: Algorithms whose network has no head (it returns embeddings).
+EMBEDDING_ALGORITHMS: set[str] = {"protonet", "matching_net", "r2d2"}
 
-def register_algorithm(name: str, build: Callable[[LearnerSpec], MetaLearner]) -> None:
+#: Algorithms whose MLP takes extra inputs, by name (CAVIA's context).
+EXTRA_INPUTS: dict[str, int] = {"cavia": CAVIA_CONTEXT_SIZE}
+
+
+def register_algorithm(
+    name: str,
+    build: Callable[[LearnerSpec], MetaLearner],
+    *,
+    embedding: bool = False,
+    extra_inputs: int = 0,
+) -> None:
     """Make ``build`` available as ``TrainConfig(algorithm=name)`` and ``--algo name``.
+
+    Args:
+      name: the algorithm's name.
+      build: ``(LearnerSpec) -> MetaLearner``.
+      embedding: give ``build`` the network without its head (embeddings
+        instead of logits).
+      extra_inputs: widen the MLP's input by this many features (regression).
 
     Raises:
       ValueError: ``name`` is taken (pick another name rather than shadowing one).
@@ -107,3 +165,7 @@ def register_algorithm(name: str, build: Callable[[LearnerSpec], MetaLearner]) -
     if not callable(build):
         raise TypeError(f"build must be callable; got {type(build).__name__}.")
     ALGORITHMS[name] = build
+    if embedding:
+        EMBEDDING_ALGORITHMS.add(name)
+    if extra_inputs:
+        EXTRA_INPUTS[name] = int(extra_inputs)

@@ -299,6 +299,18 @@ def _check_values(config: TrainConfig) -> None:
         raise ValueError(f"--model {config.model} takes images; sinusoid regression needs mlp.")
     if not config.is_regression and config.model == "mlp":
         raise ValueError(f"--model mlp takes vectors; {config.dataset} needs conv4 or resnet12.")
+    from jmeta.train.algorithms import EMBEDDING_ALGORITHMS, EXTRA_INPUTS
+
+    if config.is_regression and config.algorithm in EMBEDDING_ALGORITHMS:
+        raise ValueError(
+            f"--algo {config.algorithm} classifies by comparing embeddings; "
+            "it needs an image data set, not sinusoid regression."
+        )
+    if not config.is_regression and config.algorithm in EXTRA_INPUTS:
+        raise ValueError(
+            f"--algo {config.algorithm} feeds its context to an MLP's input; "
+            "the trainer runs it on sinusoid regression only."
+        )
     for name in ("eval_interval", "checkpoint_interval"):
         value = getattr(config, name)
         if value % config.steps_per_call:

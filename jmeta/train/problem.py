@@ -110,19 +110,21 @@ def build_problem(
 def build_model(config: TrainConfig, image_shape: tuple[int, ...] | None) -> Model:
     """The network the config names, sized for its task."""
     from jmeta import models
+    from jmeta.train.algorithms import EMBEDDING_ALGORITHMS, EXTRA_INPUTS
 
     width = config.width
     if config.model == "mlp":
-        return models.mlp((1, width, width, 1))
+        return models.mlp((1 + EXTRA_INPUTS.get(config.algorithm, 0), width, width, 1))
+    num_classes = None if config.algorithm in EMBEDDING_ALGORITHMS else config.ways
     options = {
         "input_shape": image_shape,
         "batch_norm": config.batch_norm,
         "conv_impl": conv_impl(config.conv_impl),
     }
     if config.model == "conv4":
-        return models.conv4(config.ways, channels=width, **options)
+        return models.conv4(num_classes, channels=width, **options)
     channels = (width, int(2.5 * width), 5 * width, 10 * width)
-    return models.resnet12(config.ways, channels=channels, **options)
+    return models.resnet12(num_classes, channels=channels, **options)
 
 
 def conv_impl(choice: str) -> str:

@@ -37,7 +37,7 @@ def format_scores(scores: Scores, *, regression: bool, header: str = "") -> str:
     for steps, metrics in sorted(scores.items()):
         rows.append(
             (
-                str(steps),
+                str(steps) if f"{name}_before" in metrics else "- (no inner loop)",
                 _fmt(metrics.get(f"{name}_before"), percent=not regression),
                 _fmt(metrics.get(name), percent=not regression),
             )

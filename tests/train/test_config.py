@@ -98,12 +98,14 @@ def test_config_file_errors(tmp_path):
 
 
 def test_every_registered_algorithm_builds_a_learner_for_sinusoid_and_conv4():
-    """Each entry turns a spec into a MetaLearner whose meta-loss traces (shapes only)."""
+    """Each entry turns a spec into a MetaLearner whose meta-loss traces (shapes only),
+    on the network the trainer builds for it, for each kind of data it accepts."""
     import jax
 
     import jmeta
-    from jmeta.models import conv4, mlp
     from jmeta.train import ALGORITHMS, LearnerSpec, register_algorithm
+    from jmeta.train.algorithms import EMBEDDING_ALGORITHMS, EXTRA_INPUTS
+    from jmeta.train.problem import build_model
 
     task = jmeta.tasks.sinusoid(jax.random.key(0))
     images = jax.ShapeDtypeStruct((10, 4, 16, 16, 1), jax.numpy.uint8)
@@ -112,14 +114,21 @@ def test_every_registered_algorithm_builds_a_learner_for_sinusoid_and_conv4():
         jax.random.key(0),
         images,
     )
-    cases = [
-        (mlp((1, 8, 1)), jmeta.losses.mse, {}, task),
-        (conv4(3, channels=4, input_shape=(16, 16, 1)), jmeta.losses.cross_entropy,
-         {"accuracy": jmeta.losses.accuracy}, image_task),
-    ]  # fmt: skip
+    regression = (TrainConfig(model="mlp", width=8), None, jmeta.losses.mse, {}, task)
+    classification = (
+        TrainConfig(dataset="omniglot", model="conv4", ways=3, shots=1, width=4),
+        (16, 16, 1),
+        jmeta.losses.cross_entropy,
+        {"accuracy": jmeta.losses.accuracy},
+        image_task,
+    )
     for name, build in ALGORITHMS.items():
-        for model, loss_fn, metrics, example in cases:
-            spec = LearnerSpec(TrainConfig(), model, loss_fn, metrics, 0.1, 1, True)
+        cases = [regression] * (name not in EMBEDDING_ALGORITHMS)
+        cases += [classification] * (name not in EXTRA_INPUTS)
+        for config, image_shape, loss_fn, metrics, example in cases:
+            config = config.replace(algorithm=name)
+            model = build_model(config, image_shape)
+            spec = LearnerSpec(config, model, loss_fn, metrics, 0.1, 1, True)
             learner = build(spec)
             meta_params = jax.eval_shape(lambda: learner.init(model.init(jax.random.key(0))))
             loss, _ = jax.eval_shape(learner.meta_loss, meta_params, example, jax.random.key(1))

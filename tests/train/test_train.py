@@ -154,3 +154,35 @@ def test_split_too_small_for_the_tasks_names_the_split(tmp_path):
         ValueError, match=r"1 \+ 4 = 5 .* the train split 'minimal-train' .* only 4"
     ):
         train(tiny_omniglot(tmp_path / "run", data, queries=4), progress=False)
+
+
+@pytest.mark.parametrize("algorithm", ["protonet", "matching_net", "r2d2"])
+def test_metric_algorithms_train_an_embedding_network(tmp_path, algorithm):
+    data = fake_omniglot(tmp_path / "omniglot")
+    config = tiny_omniglot(tmp_path / "run", data, algorithm=algorithm, val_split="none")
+    result = train(config, progress=False)
+    assert "head" not in result.state.meta_params.embedding  # features, not logits
+    accuracy = result.test[1]["accuracy"]
+    assert accuracy.num == 6 and 0.0 <= accuracy.mean <= 1.0
+    assert "accuracy_before" not in result.test[1]
+    assert "no inner loop" in result.summary()
+
+
+def test_cavia_adapts_a_context_on_sinusoid(tmp_path):
+    result = train(tiny_sinusoid(tmp_path / "run", algorithm="cavia", inner_lr=1.0), progress=False)
+    kernel = result.state.meta_params["layer0"]["kernel"]
+    assert kernel.shape[0] == 1 + 5  # x and the five context inputs
+    mse = result.test[2]["loss"]
+    assert np.isfinite(mse.mean) and mse.mean < result.test[2]["loss_before"].mean
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"algorithm": "protonet"}, "--algo protonet .* needs an image data set"),
+        ({"algorithm": "cavia", "dataset": "omniglot"}, "--algo cavia .* sinusoid regression"),
+    ],
+)
+def test_algorithm_and_data_set_must_fit(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_config(tiny_sinusoid(tmp_path / "run", **changes))
