@@ -95,6 +95,17 @@ def suite(name: str) -> list[Case]:
     ]
     if name == "headline":
         return headline
+    if name == "cpu":  # this CPU; grouped convolutions (plain JAX, conv_impl=xla) last: see below
+        xla = (("conv_impl", "xla"),)
+        return [
+            *peers("sinusoid", 25, ("jmeta", "plain_jax", *ALL_TORCH)),
+            *peers("omniglot_5w1s", 32, ("jmeta", *ALL_TORCH)),
+            *peers("omniglot_20w1s", 16, ("jmeta", "torch_func", "torch_loop"), inner_steps=5),
+            # XLA:CPU runs the grouped convolutions that vmap makes of per-task kernels in
+            # minutes per meta-step at these sizes; run with a --group-timeout.
+            Case("jmeta", "omniglot_5w1s", 32, options=xla),
+            Case("plain_jax", "omniglot_5w1s", 32),
+        ]
     if name == "gpu":  # one lease: the most important first, OOM-prone last
         jm = lambda impl, prec: (("conv_impl", impl), ("precision", prec))  # noqa: E731
         bf16 = jm("im2col", "bfloat16")
@@ -286,7 +297,7 @@ def describe_machine(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", default="headline", choices=("quick", "headline", "full", "gpu", "gpu2"))
+    parser.add_argument("--suite", default="headline", choices=("quick", "headline", "cpu", "full", "gpu", "gpu2"))
     parser.add_argument("--quick", action="store_true", help="alias for --suite quick (about a minute)")
     parser.add_argument("--peers", nargs="*", help="only these peers")
     parser.add_argument("--device", default=None, help="cpu, cuda/gpu, or automatic")
