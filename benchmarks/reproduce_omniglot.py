@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results file (.md; .json beside)")
     parser.add_argument("--overwrite", action="store_true", help="train finished runs again")
     parser.add_argument("--only", nargs="+", default=None, help="e.g. maml-5 fomaml-20")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="only merge the rows of these .json results into --out, and stop")
     args = parser.parse_args()
     os.chdir(REPO)  # the commands and data path are relative to the repository root
 
@@ -106,6 +108,14 @@ def main() -> None:
     runs_dir = args.runs_dir or Path("runs") / tag
     results = runs_dir if args.quick else Path("benchmarks/results")  # quick: not for committing
     out = args.out or results / f"{tag}.md"
+    if args.merge:  # e.g. rows trained by two processes at once, each with its own --out
+        rows = {(r["algorithm"], r["ways"]): r for r in _previous_rows(out)}
+        for other in args.merge:
+            rows.update({(r["algorithm"], r["ways"]): r for r in _previous_rows(other)})
+        machine = json.loads(out.with_suffix(".json").read_text())["machine_at_start"]
+        _write(out, list(rows.values()), machine, quick=args.quick)
+        print(f"merged {len(rows)} rows into {out}")
+        return
     machine_before = describe_machine()
     rows = _previous_rows(out)  # other rows of an earlier call survive a partial rerun
     for ways in SETTINGS:
