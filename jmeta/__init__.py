@@ -6,7 +6,7 @@ functions built by a lowercase builder (:func:`maml`, :func:`meta_sgd`, ...).
 whole by :func:`jit_step` or :func:`scan_steps`.
 """
 
-from jmeta import algorithms, datasets, losses, models, params, tasks
+from jmeta import algorithms, datasets, losses, models, parallel, params, precision, tasks
 from jmeta.algorithms import (
     anil,
     boil,
@@ -66,8 +66,10 @@ __all__ = [
     "meta_gradient",
     "meta_sgd",
     "meta_train_step",
+    "parallel",
     "params",
     "path_mask",
+    "precision",
     "protonet",
     "r2d2",
     "reptile",
