@@ -214,7 +214,7 @@ def test_inner_loss_metrics_and_gradient_for_one_and_several_inner_steps(num_ste
     theta, tasks, key = mlp_init(jax.random.key(0)), SAMPLE(jax.random.key(1)), jax.random.key(2)
     grads, metrics = jax.jit(lambda p: jmeta.meta_gradient(lr, p, tasks, key))(theta)
     per_task = [
-        jax.grad(lambda t: lr.meta_loss(t, jax.tree.map(lambda a: a[i], tasks))[0])(theta)
+        jax.grad(lambda t, i=i: lr.meta_loss(t, jax.tree.map(lambda a: a[i], tasks))[0])(theta)
         for i in range(4)
     ]
     looped = jax.tree.map(lambda *g: sum(g) / 4, *per_task)
