@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jmeta.params import Mask, combine, partition
@@ -92,7 +93,17 @@ def inner_loop(
 
     if remat:
         step = jax.checkpoint(step)
-    (adapted, _), losses = jax.lax.scan(
-        step, (adapted, optimizer.init(adapted)), None, length=num_steps, unroll=unroll
-    )
-    return InnerLoopResult(full(adapted), losses)
+    carry = (adapted, optimizer.init(adapted))
+    if num_steps == 0:
+        _, losses = jax.lax.scan(step, carry, None, length=0)
+        return InnerLoopResult(full(adapted), losses)
+    # The first step runs outside the scan: under ``vmap`` over tasks its
+    # parameters are still shared by every task, so the support forward and
+    # backward passes are single matrix products over all tasks' points.
+    # Inside a scan the carry would be broadcast to one copy per task first.
+    carry, first_loss = step(carry, None)
+    losses = first_loss[None]
+    if num_steps > 1:
+        carry, rest = jax.lax.scan(step, carry, None, length=num_steps - 1, unroll=unroll)
+        losses = jnp.concatenate([losses, rest])
+    return InnerLoopResult(full(carry[0]), losses)

@@ -173,3 +173,58 @@ def test_compiled_steps_leave_the_callers_parameters_alive():
     state = step.init(theta)
     jmeta.jit_step(step)(state, SAMPLE(jax.random.key(1)), jax.random.key(2))
     assert np.isfinite(np.asarray(theta["head"]["kernel"])).all()  # not deleted by donation
+
+
+def test_grad_norm_and_finite_check_are_exact():
+    from jmeta.step import _norm_and_finite
+
+    tree = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([[4.0]])}
+    norm, finite = jax.jit(_norm_and_finite)(tree)
+    np.testing.assert_allclose(norm, 5.0)
+    assert bool(finite)
+    # Finite values whose squares overflow: the norm is inf but the step is finite.
+    norm, finite = _norm_and_finite({"a": jnp.array([3e38, 1.0])})
+    assert bool(finite) and not np.isfinite(norm)
+    for bad in (jnp.nan, jnp.inf, -jnp.inf):
+        _, finite = _norm_and_finite({"a": jnp.array([1.0, bad]), "b": jnp.ones(3)})
+        assert not bool(finite)
+    norm, finite = _norm_and_finite({})
+    assert float(norm) == 0.0 and bool(finite)
+
+
+def test_nonfinite_gradient_with_finite_loss_is_skipped():
+    # An infinite support target makes the inner step, and so the meta-gradient,
+    # non-finite: the state, counter included, is left as it was.
+    step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
+    state = step.init(mlp_init(jax.random.key(0)))
+    tasks = SAMPLE(jax.random.key(1))
+    bad = tasks._replace(support=tasks.support._replace(y=tasks.support.y.at[0, 0, 0].set(jnp.inf)))
+    new, metrics = jax.jit(step.update, donate_argnums=0)(step.init(mlp_init(jax.random.key(0))), bad, jax.random.key(2))
+    assert not bool(metrics["finite"])
+    jax.tree.map(np.testing.assert_array_equal, new, state)
+    assert int(new.step) == 0
+
+
+@pytest.mark.parametrize("num_steps", [1, 3])
+def test_inner_loss_metrics_and_gradient_for_one_and_several_inner_steps(num_steps):
+    # The inner loop runs its first step outside its scan (shared parameters under
+    # vmap): the batched gradient still equals a loop over tasks, and the metrics
+    # report the support loss before the first and the last inner step.
+    lr = jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.05, num_steps=num_steps)
+    theta, tasks, key = mlp_init(jax.random.key(0)), SAMPLE(jax.random.key(1)), jax.random.key(2)
+    grads, metrics = jax.jit(lambda p: jmeta.meta_gradient(lr, p, tasks, key))(theta)
+    per_task = [
+        jax.grad(lambda t, i=i: lr.meta_loss(t, jax.tree.map(lambda a: a[i], tasks))[0])(theta)
+        for i in range(4)
+    ]
+    looped = jax.tree.map(lambda *g: sum(g) / 4, *per_task)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, looped)
+    result = jax.vmap(
+        lambda t: jmeta.inner_loop(
+            lambda p: jmeta.losses.mse(mlp_apply(p, t.support.x), t.support.y),
+            theta, optax.sgd(0.05), num_steps,
+        )
+    )(tasks)
+    assert result.losses.shape == (4, num_steps)
+    np.testing.assert_allclose(metrics["inner_loss_first"], result.losses[:, 0].mean(), rtol=1e-5)
+    np.testing.assert_allclose(metrics["inner_loss_last"], result.losses[:, -1].mean(), rtol=1e-5)

@@ -130,16 +130,17 @@ def test_batched_meta_gradient_is_the_mean_of_per_task_gradients(x64):
 
 def test_memory_does_not_grow_with_inner_steps():
     # The inner loop is not differentiated: the compiled meta-gradient needs the same
-    # temporary memory for 2 or 20 inner steps (MAML's grows: see test_reptile).
+    # temporary memory for 3 or 20 inner steps (MAML's grows: see test_reptile). (With 2
+    # steps the loop after the first, peeled step has one iteration and XLA removes it.)
     theta = mlp_init(jax.random.key(0), sizes=(1, 64, 64, 1))
     task = jmeta.tasks.sinusoid(jax.random.key(1), num_support=50)
     temp = {
         k: meta_gradient_temp_bytes(
             imaml(mlp_apply, jmeta.losses.mse, lam=1.0, inner_lr=0.1, num_steps=k), theta, task
         )
-        for k in (2, 20)
+        for k in (3, 20)
     }
-    assert temp[2] == temp[20], temp
+    assert temp[3] == temp[20], temp
 
 
 def test_bad_arguments():

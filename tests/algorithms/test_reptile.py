@@ -76,23 +76,24 @@ def test_sgd_meta_step_is_the_batched_reptile_update(x64):
 
 def test_memory_does_not_grow_with_inner_steps():
     # The inner loop is not differentiated: the compiled meta-gradient needs the same
-    # temporary memory for 2 or 20 inner steps (MAML's grows with the steps).
+    # temporary memory for 3 or 20 inner steps (MAML's grows with the steps). (With 2
+    # steps the loop after the first, peeled step has one iteration and XLA removes it.)
     theta = mlp_init(jax.random.key(0), sizes=(1, 64, 64, 1))
     task = jmeta.tasks.sinusoid(jax.random.key(1), num_support=50)
     temp = {
         k: meta_gradient_temp_bytes(
             reptile(mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=k), theta, task
         )
-        for k in (2, 20)
+        for k in (3, 20)
     }
-    assert temp[2] == temp[20], temp
+    assert temp[3] == temp[20], temp
     maml = {
         k: meta_gradient_temp_bytes(
             jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=k), theta, task
         )
-        for k in (2, 20)
+        for k in (3, 20)
     }
-    assert maml[20] > 2 * maml[2], maml
+    assert maml[20] > 2 * maml[3], maml
 
 
 def test_adapt_and_evaluate_use_the_support_set_like_maml():
