@@ -224,6 +224,15 @@ def markdown(report: dict, *, quick: bool) -> str:
             f"{r['config']['test_queries']} | {r['meta_steps']} | "
             f"{'-' if seconds is None else f'{seconds / 60:.1f} min'} | `{r['command']}` |"
         )
+    done = {(r["algorithm"], r["ways"]) for r in report["runs"]}
+    missing = [f"{a}-{w}" for w in SETTINGS for a in ALGORITHMS if (a, w) not in done]
+    if missing:
+        lines += [
+            "",
+            f"Not run yet (the machine's time ran out): {', '.join(missing)}; "
+            f"`PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py --only {' '.join(missing)}` "
+            "adds them.",
+        ]
     lines += [
         "",
         f"Machine: {report['machine_at_start']} (at the start).",
