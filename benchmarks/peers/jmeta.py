@@ -111,6 +111,7 @@ class JmetaStep:
         self.peer, self.workload, self.options = PEER, workload, options
         self.first_losses: list = []
         self.num_tasks, self.device = batch.num_tasks, device.platform
+        self._jax_device = device
         param_dtype = jnp.asarray(params[next(iter(params))]).dtype
         model = model_for(workload, options["conv_impl"], options["precision"], param_dtype)
         loss = jmeta.losses.cross_entropy if workload.is_classification else jmeta.losses.mse

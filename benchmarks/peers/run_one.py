@@ -45,7 +45,7 @@ def _versions() -> dict[str, str]:
 
 def _device_info(step: Any) -> dict[str, Any]:
     """Peak memory and a device description for a built step."""
-    if step.peer == "plain_jax":
+    if hasattr(step, "_jax_device"):  # plain_jax and jmeta
         device = step._jax_device
         return {"device_kind": device.device_kind, "device_peak_bytes": jax_peak_bytes(device)}
     import torch
