@@ -33,6 +33,24 @@ SECTIONS = [
     ("Data set loading speed", "datasets_speed", "python -m benchmarks.datasets_speed"),
 ]  # fmt: skip
 
+# How a run was made, where its file cannot say it (written with the run, by the person who ran it).
+NOTES = {
+    "throughput_cpu": (
+        "Measured pinned to one core (`taskset -c 1`) while an Omniglot training job ran on the "
+        "other core; each case in its own process, 2 warm-up and 3 timed steps. The 20-way jmeta "
+        "and torch.func cases overran the suite's 240 s limit per case and were rerun alone with "
+        "1 warm-up step (the `--worker` mode of the same script). The sinusoid rows time 3 steps "
+        "of about a millisecond and are dominated by noise (a rerun alone gave jmeta 35,444 and "
+        "plain JAX 23,185 tasks/s); `benchmarks/sinusoid_step.py`, which interleaves rounds, is "
+        "the comparison to read. On this CPU, `vmap` over per-task kernels turns `lax.conv` into "
+        "grouped convolutions that XLA:CPU runs so slowly that neither plain JAX nor jmeta with "
+        "`conv_impl=xla` finished a meta-step in 240 s; jmeta's default im2col convolutions run "
+        "it in 21 s. PyTorch's per-task loops (oneDNN convolutions, one task at a time, small "
+        "working set) are still about twice as fast as jmeta here, whose 32-task im2col patches "
+        "need 4.3 GiB; `chunk_size=4` brought jmeta to 17.8 s per step in a separate run."
+    ),
+}
+
 # The targets on an H100: (workload, inner steps, order, minimum tasks, tasks/s, memory ratio).
 TARGETS = [
     ("Omniglot 5-way 1-shot, 32 tasks, 1 step", "omniglot_5w1s", 1, 32, 32, 4000, 0.5),
@@ -105,7 +123,9 @@ def main() -> int:
             continue
         body = md.read_text().strip().splitlines()
         body = [("##" + line) if line.startswith("#") else line for line in body]  # demote headings
-        out += [f"## {title}", "", f"Command: `{command}`", "", *body, ""]
+        out += [f"## {title}", "", f"Command: `{command}`", ""]
+        out += [NOTES[stem], ""] if stem in NOTES else []
+        out += [*body, ""]
         if stem == "memory" and (RESULTS / "memory_nvidia-h100-80gb-hbm3.log").exists():
             out += ["On the H100 (first lease; `benchmarks/memory.py --quick`, cut short by the lease's "
                     "time: conv_impl xla, float32; MiB; `peak` is the allocator's peak after one step):", "",

@@ -61,7 +61,7 @@ def throughput_markdown(report: dict[str, Any]) -> str:
             ratio = f"{ref['tasks_per_s'] / r['tasks_per_s']:.1f}" if ref else "-"
             lines.append(
                 f"| {r['label']} | {r['median_ms']:.2f} ({r['p10_ms']:.2f}-{r['p90_ms']:.2f}) "
-                f"| {r['tasks_per_s']:,.0f} | {r.get('build_and_compile_s', r.get('compile_or_first_call_s', 0)):.1f} "
+                f"| {_rate(r['tasks_per_s'])} | {r.get('build_and_compile_s', r.get('compile_or_first_call_s', 0)):.1f} "
                 f"| {_peak(r)} | {ratio} | {_first_loss(r)} |"
             )
         lines.append("")
@@ -100,10 +100,15 @@ def throughput_chart(report: dict[str, Any], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_title(case_title(rows[0]), fontsize=9)
         for i, r in enumerate(rows):
-            ax.text(r["tasks_per_s"], i, f" {r['tasks_per_s']:,.0f}", va="center", fontsize=8)
+            ax.text(r["tasks_per_s"], i, f" {_rate(r['tasks_per_s'])}", va="center", fontsize=8)
         ax.tick_params(labelsize=8)
     axes[-1, 0].set_xlabel("tasks / s (log scale)")
     fig.suptitle(f"MAML meta-training throughput, {report['description']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _rate(tasks_per_s: float) -> str:
+    """Tasks per second: whole numbers, but two significant digits below 10 (CPU rates)."""
+    return f"{tasks_per_s:,.0f}" if tasks_per_s >= 10 else f"{tasks_per_s:.2g}"
