@@ -36,18 +36,22 @@ SECTIONS = [
 # How a run was made, where its file cannot say it (written with the run, by the person who ran it).
 NOTES = {
     "throughput_cpu": (
-        "Measured pinned to one core (`taskset -c 1`) while an Omniglot training job ran on the "
-        "other core; each case in its own process, 2 warm-up and 3 timed steps. The 20-way jmeta "
-        "and torch.func cases overran the suite's 240 s limit per case and were rerun alone with "
-        "1 warm-up step (the `--worker` mode of the same script). The sinusoid rows time 3 steps "
-        "of about a millisecond and are dominated by noise (a rerun alone gave jmeta 35,444 and "
-        "plain JAX 23,185 tasks/s); `benchmarks/sinusoid_step.py`, which interleaves rounds, is "
-        "the comparison to read. On this CPU, `vmap` over per-task kernels turns `lax.conv` into "
-        "grouped convolutions that XLA:CPU runs so slowly that neither plain JAX nor jmeta with "
-        "`conv_impl=xla` finished a meta-step in 240 s; jmeta's default im2col convolutions run "
-        "it in 21 s. PyTorch's per-task loops (oneDNN convolutions, one task at a time, small "
-        "working set) are still about twice as fast as jmeta here, whose 32-task im2col patches "
-        "need 4.3 GiB; `chunk_size=4` brought jmeta to 17.8 s per step in a separate run."
+        "Measured pinned to one core (`taskset -c 1`) while other jobs used the other core; each "
+        "case in its own process, 2 warm-up and 3 timed steps. The suite's Omniglot 5-way rows "
+        "ran while the test suite also loaded the machine, so jmeta, the per-task PyTorch loop "
+        "and TorchOpt were rerun together in one process at a quieter time (the `--worker` mode "
+        "of the same script; their rows here); higher's and torch.func's 5-way rows are from "
+        "the loaded run and pessimistic. The 20-way jmeta and torch.func cases overran the "
+        "suite's 240 s limit per case and were rerun alone with 1 warm-up step. The sinusoid "
+        "rows time 3 steps of about a millisecond and are dominated by noise (a rerun gave "
+        "jmeta 35,444 and plain JAX 23,185 tasks/s); `benchmarks/sinusoid_step.py`, which "
+        "interleaves rounds, is the comparison to read. On this CPU, `vmap` over per-task "
+        "kernels turns `lax.conv` into grouped convolutions that XLA:CPU runs so slowly that "
+        "neither plain JAX nor jmeta with `conv_impl=xla` finished a meta-step in 240 s; "
+        "jmeta's default im2col convolutions run it in about 10 s. PyTorch's per-task loops "
+        "(oneDNN convolutions, one task at a time, a small working set) are still 2-3x faster "
+        "than jmeta on one CPU core, whose 32-task im2col patches need 4.3 GiB; "
+        "`chunk_size=4` gained about 15% in a separate run. That gap is open."
     ),
 }
 
