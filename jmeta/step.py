@@ -321,5 +321,7 @@ def _norm_and_finite(tree) -> tuple[Array, Array]:
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
         return jnp.zeros((), jnp.float32), jnp.array(True)
-    flat = jnp.concatenate([jnp.ravel(x) for x in leaves])
+    # One dtype for the vector (leaves may mix, e.g. bfloat16 and float32).
+    dtype = jnp.float64 if any(x.dtype == jnp.float64 for x in leaves) else jnp.float32
+    flat = jnp.concatenate([jnp.ravel(x).astype(dtype) for x in leaves])
     return jnp.sqrt(jnp.sum(jnp.square(flat))), jnp.isfinite(jnp.sum(flat * 0))

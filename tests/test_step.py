@@ -190,6 +190,11 @@ def test_grad_norm_and_finite_check_are_exact():
         assert not bool(finite)
     norm, finite = _norm_and_finite({})
     assert float(norm) == 0.0 and bool(finite)
+    # Leaves of different dtypes (strict promotion is on in the tests).
+    mixed = {"a": jnp.array([3.0], jnp.bfloat16), "b": jnp.array([4.0, jnp.inf], jnp.float32)}
+    norm, finite = _norm_and_finite({"a": mixed["a"], "b": mixed["b"][:1]})
+    np.testing.assert_allclose(norm, 5.0)
+    assert bool(finite) and not bool(_norm_and_finite(mixed)[1])
 
 
 def test_nonfinite_gradient_with_finite_loss_is_skipped():
