@@ -22,22 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from jmeta.train.machine import cpu_name
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _omniglot_dir() -> Path:
     env = os.environ.get("JMETA_OMNIGLOT_DIR")
     return Path(env) if env else (REPO / ".." / "shared" / "data" / "omniglot").resolve()
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _time(fn, repeats: int) -> list[float]:
@@ -90,7 +82,7 @@ def main() -> None:
     lines = [
         "# Omniglot loading speed",
         "",
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} "
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} "
         f"{platform.release()}; Python {platform.python_version()}.",
         f"Data: `images_background_small1.zip` + `images_background_small2.zip` "
         f"(292 characters x 20 drawers), decoded to 28x28 uint8. Best and median of "

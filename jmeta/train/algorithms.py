@@ -55,28 +55,16 @@ class LearnerSpec(NamedTuple):
 
 
 def _gradient_based(
-    builder: Callable[..., MetaLearner], *, first_order: bool | None = None
+    builder: Callable[..., MetaLearner], *, first_order: bool | None = None, switch: bool = True
 ) -> Callable[[LearnerSpec], MetaLearner]:
-    """An entry for a builder with MAML's arguments (``first_order`` fixed, or from the config)."""
+    """An entry for a builder with MAML's arguments.
+
+    ``first_order`` is fixed, or taken from the config when ``None``; builders
+    without a first-order switch (Reptile, iMAML) take ``switch=False``.
+    """
 
     def build(spec: LearnerSpec) -> MetaLearner:
-        return builder(
-            spec.model.apply,
-            spec.loss_fn,
-            inner_lr=spec.inner_lr,
-            num_steps=spec.inner_steps,
-            first_order=spec.config.first_order if first_order is None else first_order,
-            transductive=spec.transductive,
-            metrics=dict(spec.metrics),
-        )
-
-    return build
-
-
-def _first_order_only(builder: Callable[..., MetaLearner]) -> Callable[[LearnerSpec], MetaLearner]:
-    """An entry for a builder with MAML's arguments but no ``first_order`` (Reptile, iMAML)."""
-
-    def build(spec: LearnerSpec) -> MetaLearner:
+        options = {"first_order": spec.config.first_order if first_order is None else first_order}
         return builder(
             spec.model.apply,
             spec.loss_fn,
@@ -84,6 +72,7 @@ def _first_order_only(builder: Callable[..., MetaLearner]) -> Callable[[LearnerS
             num_steps=spec.inner_steps,
             transductive=spec.transductive,
             metrics=dict(spec.metrics),
+            **(options if switch else {}),
         )
 
     return build
@@ -126,8 +115,8 @@ ALGORITHMS: dict[str, Callable[[LearnerSpec], MetaLearner]] = {
     "meta_sgd": _gradient_based(jmeta.meta_sgd),
     "anil": _gradient_based(jmeta.anil),
     "boil": _gradient_based(jmeta.boil),
-    "reptile": _first_order_only(jmeta.reptile),
-    "imaml": _first_order_only(jmeta.imaml),
+    "reptile": _gradient_based(jmeta.reptile, switch=False),
+    "imaml": _gradient_based(jmeta.imaml, switch=False),
     "cavia": _cavia,
     "protonet": _metric(jmeta.protonet),
     "matching_net": _metric(jmeta.matching_net),
