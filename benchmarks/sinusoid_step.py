@@ -9,14 +9,18 @@ Two comparisons, in one run on one machine:
    device, no host round trip) against one call per meta-step (the same
    function with one step per call).
 
-Settings are the MAML paper's: MLP 1-40-40-1, 10-shot, 25 tasks, inner lr 0.01,
-one inner step, Adam 1e-3. Timings alternate between the contenders over
-several rounds and report medians, which keeps a busy machine's noise out of
+Settings are the MAML paper's, as ``jmeta train`` runs them by default (its
+learner, task sampler and meta-optimizer are built by the trainer's own
+functions): MLP 1-40-40-1, 10-shot, 25 tasks, inner lr 0.01, one inner step,
+Adam 1e-3. Each round times every contender once, in a fresh random order, and
+the report gives medians over rounds, which keeps a busy machine's noise out of
 the ratios; CPU time (``time.process_time``, all of this process's threads) is
 reported next to wall time, since on a shared machine wall time also counts the
-time spent waiting for a core. Writes ``benchmarks/results/sinusoid_step.{md,json}``.
+time spent waiting for a core. ``--cores 1`` pins the process to one core before
+JAX starts its threads (XLA:CPU's thread pool costs more than it gives on steps
+this small). Writes ``benchmarks/results/sinusoid_step[_1core|_<gpu>].{md,json}``.
 
-Usage: ``python -m benchmarks.sinusoid_step [--rounds 7]``
+Usage: ``python -m benchmarks.sinusoid_step [--rounds 21] [--cores 1]``
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import functools
 import json
 import os
 import platform
+import random
+import re
 import time
 from pathlib import Path
 
@@ -50,11 +56,39 @@ def _per_step_seconds(fn, steps_per_call: int, calls: int) -> tuple[float, float
     return (time.perf_counter() - start) / steps, (time.process_time() - start_cpu) / steps
 
 
+def default_job_step():
+    """``(step, sample, init_state)`` of ``jmeta train``'s default run, built as the trainer builds it."""
+    from jmeta.train.build import build_learners, initial_state, meta_optimizer
+    from jmeta.train.config import TrainConfig, resolve_config
+    from jmeta.train.problem import build_problem
+
+    config = resolve_config(TrainConfig())
+    problem = build_problem(config)
+    learner, _ = build_learners(config, problem)
+    step = jmeta.meta_train_step(learner, meta_optimizer(config))
+    sample = functools.partial(
+        jmeta.tasks.sample_tasks, problem.train.sample,
+        batch_size=config.meta_batch_size, data=problem.train.data,
+    )  # fmt: skip
+    return step, sample, lambda: initial_state(step, learner, problem.model, config.seed)[0]
+
+
+def pin_to_cores(cores: int) -> None:
+    """Restrict this process (and the threads it starts later) to its first ``cores`` CPUs."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if cores > len(allowed):
+        raise SystemExit(f"--cores {cores}: only {len(allowed)} CPUs are available")
+    os.sched_setaffinity(0, allowed[:cores])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--cores", type=int, default=None, help="pin to this many CPU cores")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.cores is not None:
+        pin_to_cores(args.cores)  # before the first JAX call starts XLA's threads
     workload = get_workload("sinusoid")
 
     # 1. The same step on the same batch: jmeta vs hand-written plain JAX.
@@ -64,12 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         step()
 
     # 2. Many steps per call vs one step per call (sampling inside the call).
-    model = jmeta.models.mlp((1, 40, 40, 1))
-    learner = jmeta.maml(model.apply, jmeta.losses.mse, inner_lr=0.01)
-    train = jmeta.meta_train_step(learner, optax.adam(1e-3))
-    sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=25)
+    train, sample, init_state = default_job_step()
     runs = {n: jmeta.scan_steps(train.update, sample, n) for n in (1, STEPS_PER_CALL)}
-    states = {n: train.init(learner.init(model.init(jax.random.key(0)))) for n in runs}
+    states = {n: init_state() for n in runs}
     key = jax.random.key(1)
 
     def call(n: int) -> None:
@@ -80,16 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         call(n)  # compile
 
     contenders = {
-        "jmeta step, 1 call/step": (jm, 1, 200),
-        "hand-written plain JAX, 1 call/step": (plain, 1, 200),
-        "jmeta scan_steps, 1 step/call (sampling inside)": (functools.partial(call, 1), 1, 200),
+        "jmeta step, 1 call/step": (jm, 1, 100),
+        "hand-written plain JAX, 1 call/step": (plain, 1, 100),
+        "jmeta scan_steps, 1 step/call (sampling inside)": (functools.partial(call, 1), 1, 100),
         f"jmeta scan_steps, {STEPS_PER_CALL} steps/call (sampling inside)": (
-            functools.partial(call, STEPS_PER_CALL), STEPS_PER_CALL, 4),
+            functools.partial(call, STEPS_PER_CALL), STEPS_PER_CALL, 1),
     }  # fmt: skip
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     cpu_samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(args.rounds):  # interleaved rounds: load changes hit every contender alike
-        for name, (fn, steps_per_call, calls) in contenders.items():
+    order = random.Random(0)
+    for _ in range(args.rounds):  # each round in a new order: load changes hit every contender alike
+        for name in order.sample(list(contenders), len(contenders)):
+            fn, steps_per_call, calls = contenders[name]
             wall, cpu = _per_step_seconds(fn, steps_per_call, calls)
             samples[name].append(wall)
             cpu_samples[name].append(cpu)
@@ -103,14 +136,26 @@ def main(argv: list[str] | None = None) -> int:
     cpu_vs_plain = cpu_medians[names[1]] / cpu_medians[names[0]]
     cpu_scan_speedup = cpu_medians[names[2]] / cpu_medians[names[3]]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    machine = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores" if jax.default_backend() == "cpu" else str(jax.devices()[0].device_kind)
+    on_cpu = jax.default_backend() == "cpu"
+    used = len(os.sched_getaffinity(0))
+    if on_cpu:
+        machine = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+        machine += f" (pinned to {used})" if args.cores is not None else f" ({used} used)"
+        stem = "sinusoid_step" + (f"_{args.cores}core" if args.cores is not None else "")
+    else:
+        machine = str(jax.devices()[0].device_kind)
+        stem = "sinusoid_step_" + re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")
+    command = "python -m benchmarks.sinusoid_step" + (
+        f" --cores {args.cores}" if args.cores is not None else ""
+    )
     lines = [
         f"### Sinusoid MAML meta-step on {machine}",
         "",
-        f"MLP 1-40-40-1, 25 tasks of 10+10 points, 1 inner step (lr 0.01), second order, Adam 1e-3; "
-        f"median over {args.rounds} interleaved rounds; jax {jax.__version__}; "
+        f"MLP 1-40-40-1, 25 tasks of 10+10 points, 1 inner step (lr 0.01), second order, Adam 1e-3 "
+        "(jmeta: on the raveled parameters, as `jmeta train` builds it); "
+        f"median over {args.rounds} rounds, each timing every contender in a new random order; jax {jax.__version__}; "
         f"1-minute load average {load:.1f} at the end. "
-        "Command: `python -m benchmarks.sinusoid_step`.",
+        f"Command: `{command}`.",
         "",
         "| meta-step | ms / step (wall) | meta-steps / s (wall) | CPU ms / step |",
         "|---|---:|---:|---:|",
@@ -128,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sinusoid_step.md").write_text("\n".join(lines))
-    (args.out / "sinusoid_step.json").write_text(json.dumps(
+    (args.out / f"{stem}.md").write_text("\n".join(lines))
+    (args.out / f"{stem}.json").write_text(json.dumps(
         {"machine": machine, "load_average_1min": load, "median_s_per_step": medians,
          "samples": samples, "jmeta_vs_plain": vs_plain, "scan_speedup": scan_speedup,
          "median_cpu_s_per_step": cpu_medians, "cpu_samples": cpu_samples,

@@ -2,8 +2,9 @@
 
 The same MAML step as every peer (see :mod:`benchmarks.peers.workloads`),
 written with the public API: ``jmeta.models.conv4``/``mlp``, ``jmeta.maml``,
-``jmeta.meta_train_step`` with ``optax.adam`` and ``jmeta.jit_step`` (state
-buffers donated). Options select what the benchmark compares:
+``jmeta.meta_train_step`` with ``optax.flatten(optax.adam(...))`` (as
+``jmeta train`` builds it) and ``jmeta.jit_step`` (state buffers donated).
+Options select what the benchmark compares:
 
 * ``conv_impl``: ``"xla"`` (``lax.conv``: under ``vmap`` with per-task weights a
   grouped convolution) or ``"im2col"`` (a batched matrix product);
@@ -124,8 +125,10 @@ class JmetaStep:
             remat=options["remat"],
             unroll=options["unroll"],
         )
+        # The meta-optimizer as jmeta's trainer builds it: Adam on the raveled
+        # parameters (one fused update instead of one per leaf; same numbers).
         self.step = jmeta.meta_train_step(
-            learner, optax.adam(workload.meta_lr), chunk_size=options["chunk_size"]
+            learner, optax.flatten(optax.adam(workload.meta_lr)), chunk_size=options["chunk_size"]
         )
         self.state = jax.device_put(self.step.init(to_jmeta(workload, params)), device)
         sy, qy = batch.support_y, batch.query_y
