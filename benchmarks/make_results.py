@@ -73,7 +73,7 @@ TARGETS = [
 def gpu_records() -> list[dict]:
     records = []
     for path in sorted(RESULTS.glob("throughput_nvidia-*.json")):
-        lease = f"lease {path.stem[-1]}" if "_lease" in path.stem else "lease 1"
+        lease = "lease " + (path.stem.rsplit("_lease", 1)[1] if "_lease" in path.stem else "1")
         records += [{**r, "lease": lease} for r in json.loads(path.read_text())["records"]]
     return records
 

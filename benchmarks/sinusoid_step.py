@@ -37,7 +37,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import optax
 
 import jmeta
 from benchmarks.peers import get_builder

@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from jmeta.types import MetaLearner, MetaParams, PRNGKey, Task
+from jmeta.types import MetaLearner, MetaParams, Task
 from jmeta.validation import check_positive_int
 
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal

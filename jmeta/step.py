@@ -191,10 +191,11 @@ def meta_train_step(
       learner: any :class:`~jmeta.MetaLearner`.
       optimizer: the meta-optimizer (e.g. ``optax.adam(1e-3)``). For an
         optimizer that acts on each element alone (Adam, SGD, ...), wrapping it
-        in ``optax.flatten`` gives the same numbers from one fused update of
-        all parameters raveled into a vector, faster for models of many small
-        leaves (``jmeta train`` does this). Not for optimizers that use the
-        leaf structure (per-layer trust ratios as in LAMB, masks by path).
+        in ``optax.flatten`` gives the same updates (up to float rounding) from
+        one fused update of all parameters raveled into a vector, faster for
+        models of many small leaves (``jmeta train`` does this). Not for
+        optimizers that use the leaf structure (per-layer trust ratios as in
+        LAMB, masks by path).
       skip_nonfinite: if the meta-loss or meta-gradient of a step is NaN or
         infinite, leave the state unchanged (the step counter too) and report
         ``metrics["finite"] == False``, so a run can stop with its last good

@@ -126,7 +126,7 @@ class JmetaStep:
             unroll=options["unroll"],
         )
         # The meta-optimizer as jmeta's trainer builds it: Adam on the raveled
-        # parameters (one fused update instead of one per leaf; same numbers).
+        # parameters (one fused update instead of one per leaf; the same updates up to rounding).
         self.step = jmeta.meta_train_step(
             learner, optax.flatten(optax.adam(workload.meta_lr)), chunk_size=options["chunk_size"]
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, NamedTuple
 
-import jax
 import optax
 
 from jmeta.inner import InnerLoopResult, inner_loop

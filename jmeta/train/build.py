@@ -37,12 +37,13 @@ def build_learners(config: TrainConfig, problem: Problem) -> tuple[MetaLearner, 
 def meta_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """The outer optimizer the config names, acting on the raveled parameters.
 
-    Adam and SGD act on each element alone, so ``optax.flatten`` changes no
-    number; it turns one small update per parameter leaf into one fused update
-    of a single vector, which on small models (the sinusoid MLP has six
-    leaves) takes a measurable part of the step away.
+    Adam and SGD act on each element alone, so ``optax.flatten`` gives the same
+    updates (up to float rounding); it turns one small update per parameter
+    leaf into one fused update of a single vector, which on small models (the
+    sinusoid MLP has six leaves) takes a measurable part of the step away.
     """
-    return optax.flatten({"adam": optax.adam, "sgd": optax.sgd}[config.meta_optimizer](config.meta_lr))
+    optimizer = {"adam": optax.adam, "sgd": optax.sgd}[config.meta_optimizer]
+    return optax.flatten(optimizer(config.meta_lr))
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
