@@ -86,14 +86,23 @@ def targets_table(records: list[dict]) -> list[str]:
         "|---|---:|---:|---|---:|---:|---:|",
     ]
     for title, workload, steps, lo, hi, need, mem_ratio in TARGETS:
+
         def match(r, peer):
             return (r["peer"] == peer and r["workload"] == workload and r["inner_steps"] == steps
                     and r["batch"] >= lo and (hi is None or r["batch"] <= hi))  # fmt: skip
 
-        best = max((r for r in ok if match(r, "jmeta")), key=lambda r: r["tasks_per_s"], default=None)
+        best = max(
+            (r for r in ok if match(r, "jmeta")), key=lambda r: r["tasks_per_s"], default=None
+        )
         if best is None:
             continue
-        same = [r for r in ok if r["batch"] == best["batch"] and r["workload"] == workload and r["inner_steps"] == steps]
+        same = [
+            r
+            for r in ok
+            if r["batch"] == best["batch"]
+            and r["workload"] == workload
+            and r["inner_steps"] == steps
+        ]
         func = next((r for r in same if r["peer"] == "torch_func"), None)
         plain = next((r for r in same if r["peer"] == "plain_jax"), None)
         memory = "-"

@@ -12,7 +12,13 @@ def fmt_bytes(n: int | None) -> str:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}" if n < 10 else f"{n:.1f} {unit}"
+            return (
+                f"{n:.0f} {unit}"
+                if unit == "B"
+                else f"{n:.2f} {unit}"
+                if n < 10
+                else f"{n:.1f} {unit}"
+            )
         n /= 1024
     return str(n)
 
@@ -38,7 +44,8 @@ def throughput_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"### Throughput on {report['description']}",
         "",
-        f"Suite `{report['suite']}`" + (f", {report['wall_s'] / 60:.1f} min" if report["wall_s"] == report["wall_s"] else "")
+        f"Suite `{report['suite']}`"
+        + (f", {report['wall_s'] / 60:.1f} min" if report["wall_s"] == report["wall_s"] else "")
         + "; versions: "
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
         + ". Median over timed steps after warm-up (p10-p90 in brackets). Peak memory: XLA's "
@@ -49,7 +56,10 @@ def throughput_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     for key, rows in groups.items():
-        ref = next((r for r in rows if r["peer"] == "jmeta" and not r["options"] and r["status"] == "ok"), None)
+        ref = next(
+            (r for r in rows if r["peer"] == "jmeta" and not r["options"] and r["status"] == "ok"),
+            None,
+        )
         lines += [f"**{case_title(rows[0])}**", ""]
         lines += ["| implementation | ms / step | tasks / s | compile s | peak memory | x jmeta | first meta-loss |",
                   "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -95,7 +105,14 @@ def throughput_chart(report: dict[str, Any], path: Path) -> None:
                              squeeze=False)  # fmt: skip
     for ax, rows in zip(axes[:, 0], groups.values()):
         rows = sorted(rows, key=lambda r: r["tasks_per_s"])
-        colors = ["tab:orange" if r["peer"] == "jmeta" else "tab:blue" if "jax" in r["peer"] else "tab:gray" for r in rows]
+        colors = [
+            "tab:orange"
+            if r["peer"] == "jmeta"
+            else "tab:blue"
+            if "jax" in r["peer"]
+            else "tab:gray"
+            for r in rows
+        ]
         ax.barh([r["label"] for r in rows], [r["tasks_per_s"] for r in rows], color=colors)
         ax.set_xscale("log")
         ax.set_title(case_title(rows[0]), fontsize=9)

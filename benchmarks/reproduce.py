@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--num-steps", type=int, default=70_000)
     parser.add_argument("--quick", action="store_true", help="one seed, 2,000 steps (a smoke run)")
-    parser.add_argument("--omniglot", action="store_true", help="also run benchmarks.reproduce_omniglot")
+    parser.add_argument(
+        "--omniglot", action="store_true", help="also run benchmarks.reproduce_omniglot"
+    )
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/reproduce"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

@@ -97,8 +97,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results file (.md; .json beside)")
     parser.add_argument("--overwrite", action="store_true", help="train finished runs again")
     parser.add_argument("--only", nargs="+", default=None, help="e.g. maml-5 fomaml-20")
-    parser.add_argument("--merge", type=Path, nargs="+", default=None,
-                        help="only merge the rows of these .json results into --out, and stop")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only merge the rows of these .json results into --out, and stop",
+    )
     args = parser.parse_args()
     os.chdir(REPO)  # the commands and data path are relative to the repository root
 

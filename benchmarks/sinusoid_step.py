@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     cpu_samples: dict[str, list[float]] = {name: [] for name in contenders}
     order = random.Random(0)
-    for _ in range(args.rounds):  # each round in a new order: load changes hit every contender alike
+    for _ in range(
+        args.rounds
+    ):  # each round in a new order: load changes hit every contender alike
         for name in order.sample(list(contenders), len(contenders)):
             fn, steps_per_call, calls = contenders[name]
             wall, cpu = _per_step_seconds(fn, steps_per_call, calls)

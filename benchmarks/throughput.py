@@ -56,7 +56,9 @@ class Case:
 
     @property
     def label(self) -> str:
-        opts = ", ".join(f"{k}={v}".replace("xla_flags=--xla_gpu_", "XLA ") for k, v in self.options)
+        opts = ", ".join(
+            f"{k}={v}".replace("xla_flags=--xla_gpu_", "XLA ") for k, v in self.options
+        )
         return f"{self.peer} ({opts})" if opts else self.peer
 
     @property
@@ -90,7 +92,9 @@ def suite(name: str) -> list[Case]:
         ]
     headline = [
         *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax", *ALL_TORCH)),
-        *peers("omniglot_20w1s", 16, ("jmeta", "plain_jax", "torch_func", "torch_loop"), inner_steps=5),
+        *peers(
+            "omniglot_20w1s", 16, ("jmeta", "plain_jax", "torch_func", "torch_loop"), inner_steps=5
+        ),
         *peers("sinusoid", 25, ("jmeta", "plain_jax", *ALL_TORCH)),
     ]
     if name == "headline":
@@ -135,7 +139,10 @@ def suite(name: str) -> list[Case]:
         ]
     if name == "gpu2":  # a second lease: what the first one left out, and inner-loop fusion
         bf16 = (("conv_impl", "im2col"), ("precision", "bfloat16"))
-        while_graphs = ("xla_flags", "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE")
+        while_graphs = (
+            "xla_flags",
+            "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE",
+        )
         return [
             Case("jmeta", "omniglot_20w1s", 16, inner_steps=5, options=(*bf16, ("unroll", True))),
             Case("jmeta", "omniglot_20w1s", 16, inner_steps=5, options=(*bf16, while_graphs)),
@@ -144,7 +151,12 @@ def suite(name: str) -> list[Case]:
             *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax"), first_order=True),
             *peers("omniglot_5w1s", 32, ("jmeta", "plain_jax"), inner_steps=5),
             Case("jmeta", "omniglot_20w1s", 16, inner_steps=5, options=(*bf16, ("remat", True))),
-            Case("jmeta", "omniglot_5w1s", 32, options=(("conv_impl", "xla"), ("precision", "bfloat16"))),
+            Case(
+                "jmeta",
+                "omniglot_5w1s",
+                32,
+                options=(("conv_impl", "xla"), ("precision", "bfloat16")),
+            ),
             Case("plain_jax", "omniglot_5w1s", 512),
         ]
     raise ValueError(f"unknown suite {name!r}; known: quick, headline, full, gpu, gpu2")
@@ -153,13 +165,21 @@ def suite(name: str) -> list[Case]:
 # ----------------------------------------------------------------------------- worker
 
 
-def run_case(case: Case, device: str | None, warmup: int, repeats: int, budget_s: float = 5.0) -> dict[str, Any]:
+def run_case(
+    case: Case, device: str | None, warmup: int, repeats: int, budget_s: float = 5.0
+) -> dict[str, Any]:
     """Build, compile, time and measure one case in this process; never raises."""
     from benchmarks.peers import PeerUnavailable, get_builder
     from benchmarks.peers.timing import process_peak_rss_bytes, time_step
 
-    workload = get_workload(case.workload, inner_steps=case.inner_steps, first_order=case.first_order)
-    record: dict[str, Any] = {**dataclasses.asdict(case), "label": case.label, "options": dict(case.options)}
+    workload = get_workload(
+        case.workload, inner_steps=case.inner_steps, first_order=case.first_order
+    )
+    record: dict[str, Any] = {
+        **dataclasses.asdict(case),
+        "label": case.label,
+        "options": dict(case.options),
+    }
     try:
         build = get_builder(case.peer)
     except PeerUnavailable as err:
@@ -178,7 +198,9 @@ def run_case(case: Case, device: str | None, warmup: int, repeats: int, budget_s
         probe = time.perf_counter()
         step()  # first call after compilation: warms caches and allocators
         per_step = time.perf_counter() - probe
-        repeats = max(3, min(repeats, int(budget_s / max(per_step, 1e-6))))  # slow peers: fewer repeats
+        repeats = max(
+            3, min(repeats, int(budget_s / max(per_step, 1e-6)))
+        )  # slow peers: fewer repeats
         timing = time_step(step, warmup=warmup, repeats=repeats)
         timing["repeats"] = repeats
         if footprint is None:
@@ -195,8 +217,14 @@ def run_case(case: Case, device: str | None, warmup: int, repeats: int, budget_s
         )
     except Exception as err:  # report and go on with the sweep
         text = f"{type(err).__name__}: {err}"
-        oom = any(s in text.lower() for s in ("out of memory", "resource_exhausted", "resource exhausted"))
-        record.update(status="oom" if oom else "error", error=text[-1500:], traceback=traceback.format_exc()[-3000:])
+        oom = any(
+            s in text.lower() for s in ("out of memory", "resource_exhausted", "resource exhausted")
+        )
+        record.update(
+            status="oom" if oom else "error",
+            error=text[-1500:],
+            traceback=traceback.format_exc()[-3000:],
+        )
     finally:
         del step
         gc.collect()
@@ -210,7 +238,10 @@ def _torch_peak(torch) -> int | None:
 
 
 def worker(args: argparse.Namespace) -> int:
-    cases = [Case(**{**c, "options": tuple(map(tuple, c["options"]))}) for c in json.loads(Path(args.cases).read_text())]
+    cases = [
+        Case(**{**c, "options": tuple(map(tuple, c["options"]))})
+        for c in json.loads(Path(args.cases).read_text())
+    ]
     with open(args.records, "a") as out:
         for case in cases:
             if args.stop_at and time.time() > args.stop_at:
@@ -221,8 +252,15 @@ def worker(args: argparse.Namespace) -> int:
             out.write(json.dumps(record) + "\n")
             out.flush()
             status = record["status"]
-            detail = f"{record['tasks_per_s']:,.0f} tasks/s" if status == "ok" else record.get("error") or record.get("reason")
-            print(f"  {case.label:40s} {case.workload} T={case.batch} K={case.inner_steps}: {status}: {detail}", flush=True)
+            detail = (
+                f"{record['tasks_per_s']:,.0f} tasks/s"
+                if status == "ok"
+                else record.get("error") or record.get("reason")
+            )
+            print(
+                f"  {case.label:40s} {case.workload} T={case.batch} K={case.inner_steps}: {status}: {detail}",
+                flush=True,
+            )
     return 0
 
 
@@ -244,7 +282,10 @@ def run_group(cases: list[Case], args: argparse.Namespace, records_path: Path) -
                "--stop-at", str(args.stop_at or 0)]  # fmt: skip
         if args.device:
             cmd += ["--device", args.device]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         flags = dict(cases[0].options).get("xla_flags")
         if flags:
@@ -253,7 +294,9 @@ def run_group(cases: list[Case], args: argparse.Namespace, records_path: Path) -
             timeout = args.group_timeout
             if args.stop_at:  # the case in flight may finish; then the worker skips the rest
                 timeout = min(timeout, max(args.stop_at - time.time(), 0) + args.grace_s)
-            proc = subprocess.run(cmd, cwd=REPO, env=env, timeout=timeout, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.run(
+                cmd, cwd=REPO, env=env, timeout=timeout, stderr=subprocess.PIPE, text=True
+            )
             failed = proc.returncode != 0
             tail = proc.stderr[-1500:]
         except subprocess.TimeoutExpired:
@@ -281,7 +324,11 @@ def machine_name(device: str | None) -> str:
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
                                  capture_output=True, text=True, timeout=20)  # fmt: skip
-            name = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+            name = (
+                out.stdout.strip().splitlines()[0]
+                if out.returncode == 0 and out.stdout.strip()
+                else ""
+            )
         except (OSError, subprocess.TimeoutExpired):
             name = ""
         if name:
@@ -297,21 +344,36 @@ def describe_machine(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", default="headline", choices=("quick", "headline", "cpu", "full", "gpu", "gpu2"))
-    parser.add_argument("--quick", action="store_true", help="alias for --suite quick (about a minute)")
+    parser.add_argument(
+        "--suite", default="headline", choices=("quick", "headline", "cpu", "full", "gpu", "gpu2")
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="alias for --suite quick (about a minute)"
+    )
     parser.add_argument("--peers", nargs="*", help="only these peers")
     parser.add_argument("--device", default=None, help="cpu, cuda/gpu, or automatic")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--group-timeout", type=float, default=3600)
-    parser.add_argument("--budget-s", type=float, nargs="+", default=None,
-                        help="start no case after this many seconds in the JAX group, then the PyTorch group "
-                             "(one number for both)")
-    parser.add_argument("--grace-s", type=float, default=90, help="time a case in flight may overrun the budget")
-    parser.add_argument("--grouped", action="store_true", help="one process per framework (the GPU default)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        nargs="+",
+        default=None,
+        help="start no case after this many seconds in the JAX group, then the PyTorch group "
+        "(one number for both)",
+    )
+    parser.add_argument(
+        "--grace-s", type=float, default=90, help="time a case in flight may overrun the budget"
+    )
+    parser.add_argument(
+        "--grouped", action="store_true", help="one process per framework (the GPU default)"
+    )
     parser.add_argument("--stop-at", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--report-from", type=Path, help="only write the report of a records .jsonl file")
+    parser.add_argument(
+        "--report-from", type=Path, help="only write the report of a records .jsonl file"
+    )
     parser.add_argument("--machine", help="with --report-from: the machine's name")
     parser.add_argument("--versions", help="with --report-from: JSON of package versions")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -321,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker(args)
     if args.report_from:  # e.g. the records of a run cut short by a lease's end
-        machine, versions = args.machine or machine_name(args.device), json.loads(args.versions or "{}")
+        machine, versions = (
+            args.machine or machine_name(args.device),
+            json.loads(args.versions or "{}"),
+        )
         stem = args.out / f"throughput_{machine}"
         write_report(args.report_from, stem, machine, args.suite, float("nan"), versions)
         return 0
@@ -337,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     records_path.unlink(missing_ok=True)
     print(f"{len(cases)} cases on {describe_machine(machine)}", flush=True)
     started = time.time()
-    if on_cpu and not args.grouped:  # one process per case: per-case peak RSS, no thread-pool fights
+    if (
+        on_cpu and not args.grouped
+    ):  # one process per case: per-case peak RSS, no thread-pool fights
         for case in cases:
             run_group([case], args, records_path)
     else:  # one process per framework, JAX first
@@ -347,13 +414,19 @@ def main(argv: list[str] | None = None) -> int:
         for group, budget in zip((jax_cases, torch_cases), budgets):
             args.stop_at = time.time() + budget if budget else 0
             for flags in dict.fromkeys(dict(c.options).get("xla_flags") for c in group):
-                run_group([c for c in group if dict(c.options).get("xla_flags") == flags], args, records_path)
+                run_group(
+                    [c for c in group if dict(c.options).get("xla_flags") == flags],
+                    args,
+                    records_path,
+                )
     write_report(records_path, stem, machine, name, time.time() - started, _versions())
     records_path.unlink()
     return 0
 
 
-def write_report(records_path: Path, stem: Path, machine: str, suite_name: str, wall_s: float, versions: dict) -> None:
+def write_report(
+    records_path: Path, stem: Path, machine: str, suite_name: str, wall_s: float, versions: dict
+) -> None:
     """JSON, markdown and PNG chart from the records of a run."""
     from benchmarks.report import throughput_chart, throughput_markdown
 

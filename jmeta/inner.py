@@ -18,7 +18,8 @@ of storing them, so memory grows far slower with :math:`K`.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

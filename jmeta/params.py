@@ -14,7 +14,8 @@ attribute names and sequence indices joined with ``/``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, Union
 
 import jax
 

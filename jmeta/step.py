@@ -18,7 +18,8 @@ the batch; ``axis_name`` makes the step a per-device program for
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

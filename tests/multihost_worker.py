@@ -14,8 +14,13 @@ import sys
 import jax
 import numpy as np
 import optax
-from parallel_helpers import NUM_TASKS, heterogeneous_tasks, init_params, learner
-from parallel_helpers import sample_heterogeneous
+from parallel_helpers import (
+    NUM_TASKS,
+    heterogeneous_tasks,
+    init_params,
+    learner,
+    sample_heterogeneous,
+)
 
 import jmeta
 from jmeta import parallel

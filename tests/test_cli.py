@@ -2,10 +2,10 @@ import dataclasses
 import json
 
 import pytest
+from tiny_runs import TINY_SINUSOID, fake_omniglot
 
 from jmeta.cli import main
 from jmeta.train import TrainConfig
-from tiny_runs import TINY_SINUSOID, fake_omniglot
 
 
 @pytest.fixture(autouse=True)

@@ -3,10 +3,10 @@ import functools
 import jax
 import numpy as np
 import pytest
+from toy import mlp_apply, mlp_init
 
 import jmeta
 from jmeta.evaluation import mean_ci, task_keys
-from toy import mlp_apply, mlp_init
 
 
 def test_mean_ci_matches_the_textbook_formula():

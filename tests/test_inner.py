@@ -79,7 +79,9 @@ def test_any_optax_transform_and_fresh_state_per_call():
     b = inner_loop(quadratic(3.0), jnp.zeros(2), opt, 3).params
     np.testing.assert_array_equal(a, b)
     # Adam's first step moves every coordinate by the learning rate.
-    np.testing.assert_allclose(inner_loop(quadratic(3.0), jnp.zeros(2), opt, 1).params, [0.1, 0.1], rtol=1e-5)
+    np.testing.assert_allclose(
+        inner_loop(quadratic(3.0), jnp.zeros(2), opt, 1).params, [0.1, 0.1], rtol=1e-5
+    )
 
 
 def test_bad_step_count():

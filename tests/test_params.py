@@ -3,7 +3,10 @@ import pytest
 
 from jmeta.params import combine, partition, path_mask, path_str, resolve_mask
 
-PARAMS = {"body": {"conv0": {"kernel": jnp.ones(2)}}, "head": {"kernel": jnp.ones(1), "bias": jnp.ones(1)}}
+PARAMS = {
+    "body": {"conv0": {"kernel": jnp.ones(2)}},
+    "head": {"kernel": jnp.ones(1), "bias": jnp.ones(1)},
+}
 
 
 def test_path_mask_selects_by_path():

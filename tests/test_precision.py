@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from toy import mlp_apply, mlp_init
 
 import jmeta
 from jmeta.precision import cast_floating, mixed_precision
-from toy import mlp_apply, mlp_init
 
 
 def test_model_computes_in_bf16_and_returns_float32():

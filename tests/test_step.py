@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from toy import mlp_apply, mlp_init
 
 import jmeta
-from toy import mlp_apply, mlp_init
 
 SAMPLE = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=4)
 
@@ -81,18 +81,24 @@ def test_nonfinite_step_leaves_the_state_unchanged():
 def test_scan_steps_equals_repeated_single_steps_and_any_chunking():
     step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
     key = jax.random.key(5)
-    scanned, metrics = jmeta.scan_steps(step.update, SAMPLE, 4)(step.init(mlp_init(jax.random.key(0))), key)
+    scanned, metrics = jmeta.scan_steps(step.update, SAMPLE, 4)(
+        step.init(mlp_init(jax.random.key(0))), key
+    )
     state = step.init(mlp_init(jax.random.key(0)))
     single = jax.jit(step.update)
     for s in range(4):
         task_key, step_key = jax.random.split(jax.random.fold_in(key, s))
         state, _ = single(state, SAMPLE(task_key), step_key)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), scanned, state)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), scanned, state
+    )
     assert metrics["loss"].shape == (4,)
     run2 = jmeta.scan_steps(step.update, SAMPLE, 2)
     chunked, _ = run2(*[step.init(mlp_init(jax.random.key(0))), key])
     chunked, _ = run2(chunked, key)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), scanned, chunked)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), scanned, chunked
+    )
 
 
 @pytest.mark.standard_promotion  # optax.adam
@@ -116,7 +122,9 @@ def test_sinusoid_meta_loss_falls(builder, inner_lr):
 
 def test_evaluate_tasks_per_task_metrics():
     lr = learner()
-    out = jmeta.evaluate_tasks(lr, mlp_init(jax.random.key(0)), SAMPLE(jax.random.key(1)), jax.random.key(2), num_steps=5)
+    out = jmeta.evaluate_tasks(
+        lr, mlp_init(jax.random.key(0)), SAMPLE(jax.random.key(1)), jax.random.key(2), num_steps=5
+    )
     assert out["loss"].shape == (4,) and out["loss_before"].shape == (4,)
 
 
@@ -139,9 +147,13 @@ def test_chunked_meta_train_step_equals_unchunked():
     plain = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
     chunked = jmeta.meta_train_step(learner(), optax.sgd(1e-2), chunk_size=2)
     tasks, key = SAMPLE(jax.random.key(1)), jax.random.key(2)
-    expected, expected_metrics = jax.jit(plain.update)(plain.init(mlp_init(jax.random.key(0))), tasks, key)
+    expected, expected_metrics = jax.jit(plain.update)(
+        plain.init(mlp_init(jax.random.key(0))), tasks, key
+    )
     state, metrics = jax.jit(chunked.update)(chunked.init(mlp_init(jax.random.key(0))), tasks, key)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state, expected)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state, expected
+    )
     assert set(metrics) == set(expected_metrics)
     for name in metrics:
         np.testing.assert_allclose(metrics[name], expected_metrics[name], rtol=1e-6)
@@ -204,7 +216,9 @@ def test_nonfinite_gradient_with_finite_loss_is_skipped():
     state = step.init(mlp_init(jax.random.key(0)))
     tasks = SAMPLE(jax.random.key(1))
     bad = tasks._replace(support=tasks.support._replace(y=tasks.support.y.at[0, 0, 0].set(jnp.inf)))
-    new, metrics = jax.jit(step.update, donate_argnums=0)(step.init(mlp_init(jax.random.key(0))), bad, jax.random.key(2))
+    new, metrics = jax.jit(step.update, donate_argnums=0)(
+        step.init(mlp_init(jax.random.key(0))), bad, jax.random.key(2)
+    )
     assert not bool(metrics["finite"])
     jax.tree.map(np.testing.assert_array_equal, new, state)
     assert int(new.step) == 0
@@ -227,7 +241,9 @@ def test_inner_loss_metrics_and_gradient_for_one_and_several_inner_steps(num_ste
     result = jax.vmap(
         lambda t: jmeta.inner_loop(
             lambda p: jmeta.losses.mse(mlp_apply(p, t.support.x), t.support.y),
-            theta, optax.sgd(0.05), num_steps,
+            theta,
+            optax.sgd(0.05),
+            num_steps,
         )
     )(tasks)
     assert result.losses.shape == (4, num_steps)

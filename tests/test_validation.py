@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from toy import mlp_apply, mlp_init
 
 import jmeta
-from toy import mlp_apply, mlp_init
 
 
 def task(ns=5, nq=4, d=1):
@@ -22,7 +22,10 @@ THETA = mlp_init(jax.random.key(0))
 
 def test_mismatched_support_and_query_shapes():
     bad = task()._replace(query=jmeta.Batch(jnp.zeros((4, 2)), jnp.zeros((4, 1))))
-    with pytest.raises(ValueError, match=r"task.support.x and task.query.x must have the same per-example shape; got \(1,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"task.support.x and task.query.x must have the same per-example shape; got \(1,\)",
+    ):
         LEARNER.meta_loss(THETA, bad)
 
 
@@ -49,13 +52,22 @@ def test_batch_of_tasks_with_inconsistent_task_axis():
 
 def test_unbatched_task_given_to_a_meta_step():
     step = jmeta.meta_train_step(LEARNER, optax.sgd(0.1))
-    with pytest.raises(ValueError, match=r"tasks.support.y must be an array of shape \[tasks, n, ...\]"):
-        step.update(step.init(THETA), task()._replace(support=jmeta.Batch(jnp.zeros((5, 1)), jnp.zeros((5,)))), jax.random.key(0))
+    with pytest.raises(
+        ValueError, match=r"tasks.support.y must be an array of shape \[tasks, n, ...\]"
+    ):
+        step.update(
+            step.init(THETA),
+            task()._replace(support=jmeta.Batch(jnp.zeros((5, 1)), jnp.zeros((5,)))),
+            jax.random.key(0),
+        )
 
 
 def test_labels_outside_the_classes():
     learner = jmeta.maml(lambda p, x: x @ p, jmeta.losses.cross_entropy, inner_lr=0.1)
-    t = jmeta.Task(jmeta.Batch(jnp.ones((2, 3)), jnp.array([0, 1])), jmeta.Batch(jnp.ones((2, 3)), jnp.array([0, 7])))
+    t = jmeta.Task(
+        jmeta.Batch(jnp.ones((2, 3)), jnp.array([0, 1])),
+        jmeta.Batch(jnp.ones((2, 3)), jnp.array([0, 7])),
+    )
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
         learner.meta_loss(jnp.zeros((3, 2)), t)
 

@@ -114,7 +114,9 @@ def make_batch(
         classes = np.arange(workload.n_way)
         sy = np.tile(np.repeat(classes, workload.k_shot), (num_tasks, 1))
         qy = np.tile(np.repeat(classes, workload.n_query), (num_tasks, 1))
-        return TaskBatch(sx.astype(dtype), sy.astype(np.int32), qx.astype(dtype), qy.astype(np.int32))
+        return TaskBatch(
+            sx.astype(dtype), sy.astype(np.int32), qx.astype(dtype), qy.astype(np.int32)
+        )
     amplitude = rng.uniform(0.1, 5.0, size=(num_tasks, 1, 1))
     phase = rng.uniform(0.0, np.pi, size=(num_tasks, 1, 1))
     sx = rng.uniform(-5.0, 5.0, size=(num_tasks, n_s, *workload.input_shape))

@@ -66,7 +66,9 @@ def to_jmeta(workload: Workload, params: Params) -> dict[str, Any]:
     if workload.model == "mlp":
         n = len(p) // 2
         names = [f"layer{i}" for i in range(n - 1)] + ["head"]
-        return {name: {"kernel": p[f"fc{i}_w"], "bias": p[f"fc{i}_b"]} for i, name in enumerate(names)}
+        return {
+            name: {"kernel": p[f"fc{i}_w"], "bias": p[f"fc{i}_b"]} for i, name in enumerate(names)
+        }
     out: dict[str, Any] = {}
     for i in range(NUM_CONV_BLOCKS):
         out[f"conv{i}"] = {"kernel": p[f"conv{i}_w"]}
@@ -177,7 +179,9 @@ def build(
         raise ValueError("float64 needs jax_enable_x64 (e.g. `with jax.enable_x64(True):`)")
     unknown = set(options) - set(DEFAULT_OPTIONS)
     if unknown:
-        raise ValueError(f"unknown jmeta options {sorted(unknown)}; known: {sorted(DEFAULT_OPTIONS)}")
+        raise ValueError(
+            f"unknown jmeta options {sorted(unknown)}; known: {sorted(DEFAULT_OPTIONS)}"
+        )
     params = init_params(workload, seed, dtype) if params is None else params
     batch = make_batch(workload, batch_size, seed, dtype) if batch is None else batch
     return JmetaStep(workload, params, batch, resolve_device(device), **options)

@@ -17,7 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.peers.data import BN_EPS, NUM_CONV_BLOCKS, Params, TaskBatch, init_params, make_batch
+from benchmarks.peers.data import (
+    BN_EPS,
+    NUM_CONV_BLOCKS,
+    Params,
+    TaskBatch,
+    init_params,
+    make_batch,
+)
 from benchmarks.peers.timing import footprint_bytes
 from benchmarks.peers.workloads import Workload
 
@@ -50,9 +57,7 @@ def conv4_apply(params: JaxParams, x: jax.Array) -> jax.Array:
         x = (x - mean) * jax.lax.rsqrt(var + BN_EPS)
         x = x * params[f"bn{i}_scale"] + params[f"bn{i}_bias"]
         x = jax.nn.relu(x)
-        x = jax.lax.reduce_window(
-            x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
-        )
+        x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
     # Flatten in (C, H, W) order, the canonical head layout (see data.py).
     x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
     return x @ params["head_w"] + params["head_b"]
@@ -119,7 +124,9 @@ class PlainJaxStep:
         self.num_tasks = batch.num_tasks
         self.device = device.platform
         self._jax_device = device
-        self.params: JaxParams = jax.device_put({k: jnp.asarray(v) for k, v in params.items()}, device)
+        self.params: JaxParams = jax.device_put(
+            {k: jnp.asarray(v) for k, v in params.items()}, device
+        )
         self.batch = TaskBatch(*jax.device_put(tuple(batch), device))
         self.optimizer = optax.adam(workload.meta_lr)
         self.opt_state: Any = jax.device_put(self.optimizer.init(self.params), device)

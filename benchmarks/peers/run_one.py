@@ -25,7 +25,12 @@ import traceback
 from typing import Any
 
 from benchmarks.peers import PEERS, PeerUnavailable, get_builder
-from benchmarks.peers.timing import jax_peak_bytes, process_peak_rss_bytes, time_step, torch_peak_bytes
+from benchmarks.peers.timing import (
+    jax_peak_bytes,
+    process_peak_rss_bytes,
+    time_step,
+    torch_peak_bytes,
+)
 from benchmarks.peers.workloads import WORKLOADS, get_workload
 
 _VERSIONED = ("jax", "jaxlib", "optax", "torch", "higher", "torchopt", "learn2learn", "numpy")
@@ -71,7 +76,9 @@ def limit_threads(threads: int) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build, time and describe one peer; never raises."""
-    workload = get_workload(args.workload, inner_steps=args.inner_steps, first_order=args.first_order)
+    workload = get_workload(
+        args.workload, inner_steps=args.inner_steps, first_order=args.first_order
+    )
     batch = args.batch if args.batch is not None else workload.meta_batch
     record: dict[str, Any] = {
         "peer": args.peer,
@@ -90,7 +97,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if args.threads is not None and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(args.threads)
-        step = builder(workload, batch, args.device, seed=args.seed, dtype=args.dtype, **args.option)
+        step = builder(
+            workload, batch, args.device, seed=args.seed, dtype=args.dtype, **args.option
+        )
         timing = time_step(step, warmup=args.warmup, repeats=args.repeats)
     except Exception as err:  # report, don't crash the sweep
         text = f"{type(err).__name__}: {err}"
@@ -119,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list peers (importing each) and exit")
     parser.add_argument("--peer", choices=PEERS)
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="omniglot_5w1s")
-    parser.add_argument("--batch", type=int, default=None, help="tasks per meta-step (default: the workload's)")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="tasks per meta-step (default: the workload's)"
+    )
     parser.add_argument("--inner-steps", type=int, default=None)
     parser.add_argument("--first-order", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--device", default=None, help="cpu, cuda/gpu, or omit for automatic")
@@ -127,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="CPU cores/threads to use (default: all)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU cores/threads to use (default: all)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON record")
     parser.add_argument(
         "--option",
@@ -144,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.peers import available_peers, skipped_peers
 
         listing = {"available": list(available_peers()), "skipped": skipped_peers()}
-        print(json.dumps(listing) if args.json else "\n".join(f"{k}: {v}" for k, v in listing.items()))
+        print(
+            json.dumps(listing) if args.json else "\n".join(f"{k}: {v}" for k, v in listing.items())
+        )
         return 0
     if args.peer is None:
         parser.error("--peer is required (or --list)")
@@ -161,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{record['tasks_per_s']:.0f} tasks/s, first call {record['compile_or_first_call_s']:.1f} s"
         )
     else:
-        print(f"{record['peer']}: {record['status']}: {record.get('reason') or record.get('error')}")
+        print(
+            f"{record['peer']}: {record['status']}: {record.get('reason') or record.get('error')}"
+        )
     return 1 if record["status"] in ("error", "oom") else 0
 
 

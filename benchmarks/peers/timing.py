@@ -20,8 +20,9 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,12 @@ def torch_peak_bytes(device: Any) -> int | None:
 def footprint_bytes(compiled: Any) -> int:
     """Arguments + outputs + temporaries - donated aliases, from XLA's memory analysis."""
     m = compiled.memory_analysis()
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    return int(
+        m.argument_size_in_bytes
+        + m.output_size_in_bytes
+        + m.temp_size_in_bytes
+        - m.alias_size_in_bytes
+    )
 
 
 def jax_peak_bytes(device: Any) -> int | None:
@@ -136,7 +142,9 @@ def run_isolated(
     if threads is not None:
         cmd += ["--threads", str(threads)]
     child_env = dict(os.environ if env is None else env)
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")])
+    )
     base = {"peer": peer, "workload": workload, "batch_size": batch_size}
     try:
         proc = subprocess.run(

@@ -10,14 +10,21 @@ every peer, PyTorch or JAX, computes the same function.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmarks.peers.data import BN_EPS, NUM_CONV_BLOCKS, Params, TaskBatch, init_params, make_batch
+from benchmarks.peers.data import (
+    BN_EPS,
+    NUM_CONV_BLOCKS,
+    Params,
+    TaskBatch,
+    init_params,
+    make_batch,
+)
 from benchmarks.peers.workloads import Workload
 
 TorchParams = Mapping[str, Tensor]
@@ -146,7 +153,9 @@ class FlatModel(nn.Module):
     ``torch.func.functional_call``) see their own fast weights.
     """
 
-    def __init__(self, workload: Workload, tensors: Mapping[str, Tensor], forward: ForwardFn) -> None:
+    def __init__(
+        self, workload: Workload, tensors: Mapping[str, Tensor], forward: ForwardFn
+    ) -> None:
         super().__init__()
         self._forward = forward
         self._names = tuple(tensors)
@@ -172,7 +181,9 @@ class TorchMetaStep:
     #: BatchNorm implementation used by the model; a subclass may override it.
     batch_norm: BatchNormFn = staticmethod(fused_batch_norm)
 
-    def __init__(self, workload: Workload, params: Params, batch: TaskBatch, device: torch.device) -> None:
+    def __init__(
+        self, workload: Workload, params: Params, batch: TaskBatch, device: torch.device
+    ) -> None:
         self.workload = workload
         self.num_tasks = batch.num_tasks
         self.torch_device = device

@@ -42,7 +42,9 @@ class TorchFuncStep(TorchMetaStep):
         super().__init__(*args, **kwargs)
         self._batched_task_loss = vmap(self._task_loss, in_dims=(None, 0, 0, 0, 0))
 
-    def _task_loss(self, params: dict[str, Tensor], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
+    def _task_loss(
+        self, params: dict[str, Tensor], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
+    ) -> Tensor:
         w = self.workload
 
         def support_loss(p: dict[str, Tensor]) -> Tensor:

@@ -9,7 +9,7 @@ Learning*, ICLR 2021. https://arxiv.org/abs/2008.08882
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from jmeta.algorithms.maml import maml
 from jmeta.types import Array, MetaLearner

@@ -6,7 +6,8 @@ Meta-Learning*, ICML 2019. https://arxiv.org/abs/1810.03642
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,8 @@ loss, metrics, evaluation before and after adaptation) is written once, here.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import optax
 
@@ -153,4 +154,3 @@ def gradient_based_learner(
         return {**score(before, task.query.y, "_before"), **score(after, task.query.y)}
 
     return MetaLearner(init, adapt, predict, meta_loss, evaluate)
-

@@ -6,7 +6,7 @@ NeurIPS 2019. https://arxiv.org/abs/1909.04630
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -6,11 +6,15 @@ Deep Networks*, ICML 2017. https://arxiv.org/abs/1703.03400
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import optax
 
-from jmeta.algorithms.gradient_based import MetricFns, gradient_based_learner, resolve_inner_optimizer
+from jmeta.algorithms.gradient_based import (
+    MetricFns,
+    gradient_based_learner,
+    resolve_inner_optimizer,
+)
 from jmeta.params import MaskSpec
 from jmeta.types import Array, MetaLearner
 

@@ -6,7 +6,7 @@ One Shot Learning*, NeurIPS 2016. https://arxiv.org/abs/1606.04080
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 

@@ -6,7 +6,8 @@ Learning*, 2017. https://arxiv.org/abs/1707.09835
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import optax

@@ -20,7 +20,8 @@ learner then trains 20-way and tests 5-way). Labels are ``0 .. N-1``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

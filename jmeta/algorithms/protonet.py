@@ -6,7 +6,7 @@ NeurIPS 2017. https://arxiv.org/abs/1703.05175
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 

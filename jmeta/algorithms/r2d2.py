@@ -6,7 +6,7 @@ closed-form solvers*, ICLR 2019. https://arxiv.org/abs/1805.08136
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import jax.scipy.linalg

@@ -6,7 +6,7 @@ https://arxiv.org/abs/1803.02999
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,8 @@ everything else is replicated (``PartitionSpec()``).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np

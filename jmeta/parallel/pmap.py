@@ -16,7 +16,8 @@ train on its own tasks only and the copies would drift apart.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -19,7 +19,7 @@ axis_name=...)`` first casts the parameters to device-varying
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 from jax.sharding import Mesh, PartitionSpec

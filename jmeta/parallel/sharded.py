@@ -9,7 +9,7 @@ all-reduce that the mean over tasks needs. Nothing in the step changes.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 from jax.sharding import Mesh

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
@@ -10,9 +10,7 @@ from jmeta.types import PRNGKey, Task
 from jmeta.validation import check_positive_int
 
 
-def sample_tasks(
-    sample_fn: Callable[..., Task], key: PRNGKey, batch_size: int, **kwargs
-) -> Task:
+def sample_tasks(sample_fn: Callable[..., Task], key: PRNGKey, batch_size: int, **kwargs) -> Task:
     """``batch_size`` independent tasks with a leading task axis.
 
     Args:

@@ -21,7 +21,9 @@ INPUT_RANGE = (-5.0, 5.0)
 def sinusoid_params(key: PRNGKey) -> tuple[Array, Array]:
     """The amplitude and phase of the task :func:`sinusoid` draws from ``key``."""
     amp_key, phase_key = jax.random.split(jax.random.fold_in(key, 0))
-    amplitude = jax.random.uniform(amp_key, (), minval=AMPLITUDE_RANGE[0], maxval=AMPLITUDE_RANGE[1])
+    amplitude = jax.random.uniform(
+        amp_key, (), minval=AMPLITUDE_RANGE[0], maxval=AMPLITUDE_RANGE[1]
+    )
     phase = jax.random.uniform(phase_key, (), minval=PHASE_RANGE[0], maxval=PHASE_RANGE[1])
     return amplitude, phase
 

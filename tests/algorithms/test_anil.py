@@ -1,12 +1,14 @@
 import jax
 import numpy as np
 import pytest
-
-import jmeta
 from toy import mlp_apply, mlp_init
 
+import jmeta
 
-@pytest.mark.parametrize("builder, changes", [(jmeta.anil, {"head"}), (jmeta.boil, {"layer0", "layer1"})])
+
+@pytest.mark.parametrize(
+    "builder, changes", [(jmeta.anil, {"head"}), (jmeta.boil, {"layer0", "layer1"})]
+)
 def test_only_the_selected_part_adapts(builder, changes):
     params = mlp_init(jax.random.key(0))
     task = jmeta.tasks.sinusoid(jax.random.key(1))

@@ -8,10 +8,10 @@ import numpy as np
 import optax
 import pytest
 from jax.test_util import check_grads
+from toy import mlp_apply, mlp_init
 
 import jmeta
 from jmeta.algorithms import ContextParams, cavia, concat_context
-from toy import mlp_apply, mlp_init
 
 CONTEXT = 3
 

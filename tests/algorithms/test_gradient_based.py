@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from toy import mlp_apply, mlp_init
 
 import jmeta
 from jmeta.algorithms.gradient_based import gradient_based_learner
 from jmeta.inner import InnerLoopResult
-from toy import mlp_apply, mlp_init
 
 
 def build(**overrides):

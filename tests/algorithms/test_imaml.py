@@ -9,10 +9,10 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
+from toy import meta_gradient_temp_bytes, mlp_apply, mlp_init
 
 import jmeta
 from jmeta.algorithms import imaml
-from toy import meta_gradient_temp_bytes, mlp_apply, mlp_init
 
 
 def half_mse(pred, y):

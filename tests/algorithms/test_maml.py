@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 from jax.test_util import check_grads
+from toy import mlp_apply, mlp_init
 
 import jmeta
-from toy import mlp_apply, mlp_init
 
 
 def half_mse(pred, y):
@@ -58,8 +58,9 @@ def test_first_order_differs_from_second_order(x64):
     theta = jnp.asarray(rng.normal(size=(3, 1)))
     grads = [
         jax.grad(
-            lambda t: jmeta.maml(lambda p, x: x @ p, half_mse, inner_lr=0.3, first_order=fo)
-            .meta_loss(t, task)[0]
+            lambda t: jmeta.maml(
+                lambda p, x: x @ p, half_mse, inner_lr=0.3, first_order=fo
+            ).meta_loss(t, task)[0]
         )(theta)
         for fo in (False, True)
     ]
@@ -113,10 +114,13 @@ def test_remat_gives_the_same_gradient():
     task = tanh_task(jax.random.key(3))
     theta = mlp_init(jax.random.key(2), sizes=(2, 6, 6, 1))
     grads = [
-        jax.jit(jax.grad(
-            lambda t: jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=4, remat=r)
-            .meta_loss(t, task)[0]
-        ))(theta)
+        jax.jit(
+            jax.grad(
+                lambda t: jmeta.maml(
+                    mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=4, remat=r
+                ).meta_loss(t, task)[0]
+            )
+        )(theta)
         for r in (False, True)
     ]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *grads)
@@ -142,7 +146,9 @@ def test_evaluate_reports_before_and_after_with_test_time_steps():
     one = learner.evaluate(theta, task, None)
     many = learner.evaluate(theta, task, None, num_steps=20)
     assert set(one) == {"loss", "loss_before", "mae", "mae_before"}
-    np.testing.assert_allclose(one["loss_before"], jmeta.losses.mse(mlp_apply(theta, task.query.x), task.query.y))
+    np.testing.assert_allclose(
+        one["loss_before"], jmeta.losses.mse(mlp_apply(theta, task.query.x), task.query.y)
+    )
     np.testing.assert_allclose(one["loss"], learner.meta_loss(theta, task)[0], rtol=1e-6)
     assert one["loss_before"] == many["loss_before"]
     assert many["loss"] != one["loss"]

@@ -5,8 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-
-from jmeta.algorithms import matching_net
 from toy import (
     clusters_accuracy_before_and_after,
     clusters_task,
@@ -16,6 +14,8 @@ from toy import (
     numpy_embed,
     numpy_unit,
 )
+
+from jmeta.algorithms import matching_net
 
 
 def numpy_log_probs(params, support, x, ways, scale):

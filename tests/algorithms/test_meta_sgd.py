@@ -3,9 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from toy import mlp_apply, mlp_init
 
 import jmeta
-from toy import mlp_apply, mlp_init
 
 
 def half_mse(pred, y):
@@ -34,7 +34,9 @@ def test_linear_regression_gradients_for_init_and_step_sizes(x64):
 
 def test_step_sizes_only_for_adapting_parameters():
     params = mlp_init(jax.random.key(0))
-    learner = jmeta.meta_sgd(mlp_apply, jmeta.losses.mse, inner_lr=0.3, adapt_params=lambda p: "head" in p)
+    learner = jmeta.meta_sgd(
+        mlp_apply, jmeta.losses.mse, inner_lr=0.3, adapt_params=lambda p: "head" in p
+    )
     meta = learner.init(params)
     assert meta.learning_rates["layer0"]["kernel"] is None
     np.testing.assert_array_equal(meta.learning_rates["head"]["kernel"], jnp.full((8, 1), 0.3))
@@ -47,4 +49,6 @@ def test_with_equal_step_sizes_meta_sgd_adapts_like_maml():
     b = jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.05, num_steps=3)
     adapted_a = a.adapt(a.init(params), task.support)
     adapted_b = b.adapt(b.init(params), task.support)
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), adapted_a, adapted_b)
+    jax.tree.map(
+        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), adapted_a, adapted_b
+    )

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from toy import clusters_task, embed_apply, embed_init
 
 import jmeta
 from jmeta.algorithms import FittedClassifier, MetricParams, matching_net, protonet, r2d2
-from toy import clusters_task, embed_apply, embed_init
 
 BUILDERS = [protonet, matching_net, r2d2]
 

@@ -5,8 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-
-from jmeta.algorithms import protonet
 from toy import (
     clusters_accuracy_before_and_after,
     clusters_task,
@@ -16,6 +14,8 @@ from toy import (
     numpy_embed,
     numpy_unit,
 )
+
+from jmeta.algorithms import protonet
 
 
 def numpy_logits(params, support, x, ways, distance, scale):

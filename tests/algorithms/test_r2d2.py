@@ -5,8 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-
-from jmeta.algorithms import r2d2, ridge_weights
 from toy import (
     clusters_accuracy_before_and_after,
     clusters_task,
@@ -15,6 +13,8 @@ from toy import (
     numpy_cross_entropy,
     numpy_embed,
 )
+
+from jmeta.algorithms import r2d2, ridge_weights
 
 
 @pytest.mark.parametrize("n, d", [(6, 20), (20, 6)])

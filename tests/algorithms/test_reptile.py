@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from toy import meta_gradient_temp_bytes, mlp_apply, mlp_init
 
 import jmeta
 from jmeta.algorithms import reptile
-from toy import meta_gradient_temp_bytes, mlp_apply, mlp_init
 
 
 def half_mse(pred, y):

@@ -77,7 +77,13 @@ def reference(workload: Workload):
     params, batch = canonical_inputs(workload)
     with jax.enable_x64(True):
         step = get_builder("plain_jax")(
-            workload, NUM_TASKS, "cpu", params=params, batch=batch, dtype="float64", compiler_options=FAST_COMPILE
+            workload,
+            NUM_TASKS,
+            "cpu",
+            params=params,
+            batch=batch,
+            dtype="float64",
+            compiler_options=FAST_COMPILE,
         )
         return step.loss_and_grad()
 
@@ -86,7 +92,9 @@ def assert_grads_close(actual: dict, expected: dict) -> None:
     assert actual.keys() == expected.keys()
     scale = max(float(np.max(np.abs(g))) for g in expected.values())
     for name in expected:
-        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-7, atol=1e-10 * scale, err_msg=name)
+        np.testing.assert_allclose(
+            actual[name], expected[name], rtol=1e-7, atol=1e-10 * scale, err_msg=name
+        )
 
 
 def torch_peer(name: str):
@@ -113,7 +121,9 @@ def test_peer_matches_plain_jax(peer: str, config: str, first_order: bool) -> No
     params, batch = canonical_inputs(workload)
     ref_loss, ref_grads = reference(workload)
 
-    loss, grads = build(workload, NUM_TASKS, "cpu", params=params, batch=batch, dtype="float64").loss_and_grad()
+    loss, grads = build(
+        workload, NUM_TASKS, "cpu", params=params, batch=batch, dtype="float64"
+    ).loss_and_grad()
 
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-10)
     assert_grads_close(grads, ref_grads)
@@ -140,7 +150,9 @@ JMETA_CASES = [  # (options, config, first_order): every option and config, both
 def test_jmeta_matches_plain_jax(options: str, config: str, first_order: bool) -> None:
     """jmeta's public API computes the benchmark's step exactly (float64)."""
     if config == "conv4-colour":  # a 2x2 final feature map checks the head's row order
-        workload = tiny_workload("miniimagenet_5w1s", first_order).replace(input_shape=(32, 32, 3), width=4)
+        workload = tiny_workload("miniimagenet_5w1s", first_order).replace(
+            input_shape=(32, 32, 3), width=4
+        )
     else:
         name, steps = CONFIGS[config]
         workload = tiny_workload(name, first_order, inner_steps=steps)
@@ -148,7 +160,13 @@ def test_jmeta_matches_plain_jax(options: str, config: str, first_order: bool) -
     ref_loss, ref_grads = reference(workload)
     with jax.enable_x64(True):
         step = get_builder("jmeta")(
-            workload, NUM_TASKS, "cpu", params=params, batch=batch, dtype="float64", **JMETA_OPTIONS[options]
+            workload,
+            NUM_TASKS,
+            "cpu",
+            params=params,
+            batch=batch,
+            dtype="float64",
+            **JMETA_OPTIONS[options],
         )
         loss, grads = step.loss_and_grad()
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-10)
@@ -169,7 +187,10 @@ def test_first_and_second_order_differ(config: str) -> None:
     assert max(float(np.max(np.abs(second[k] - first[k]))) for k in first) > 1e-4
 
 
-@pytest.mark.xfail(reason="torch.func vmap batching rule for fused batch_norm backward (functorch#534)", strict=False)
+@pytest.mark.xfail(
+    reason="torch.func vmap batching rule for fused batch_norm backward (functorch#534)",
+    strict=False,
+)
 def test_torch_func_fused_batch_norm_second_order() -> None:
     """Documents why torch_func uses a decomposed BatchNorm (XPASS once fixed upstream)."""
     pytest.importorskip("torch")
@@ -178,7 +199,9 @@ def test_torch_func_fused_batch_norm_second_order() -> None:
     workload = tiny_workload("omniglot_5w1s", first_order=False)
     params, batch = canonical_inputs(workload)
     _, ref_grads = reference(workload)
-    _, grads = build_fused_bn(workload, NUM_TASKS, "cpu", params=params, batch=batch, dtype="float64").loss_and_grad()
+    _, grads = build_fused_bn(
+        workload, NUM_TASKS, "cpu", params=params, batch=batch, dtype="float64"
+    ).loss_and_grad()
     assert_grads_close(grads, ref_grads)
 
 
@@ -222,7 +245,9 @@ def test_run_one_cli_json() -> None:
     """The isolated runner's CLI prints one parseable JSON record."""
     cmd = [sys.executable, "-m", "benchmarks.peers.run_one", "--peer", "plain_jax", "--workload", "sinusoid",
            "--batch", "2", "--warmup", "1", "--repeats", "2", "--device", "cpu", "--json"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert record["status"] == "ok" and record["peer"] == "plain_jax" and record["tasks_per_s"] > 0
     assert record["process_peak_rss_bytes"] > 0

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import optax
 import pytest
+from parallel_helpers import heterogeneous_tasks, init_params, learner, sample_heterogeneous
 
 import jmeta
-from parallel_helpers import heterogeneous_tasks, init_params, learner, sample_heterogeneous
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
 NUM_PROCESSES = 2
@@ -86,12 +86,12 @@ def test_two_processes_equal_one_process(tmp_path):
     for i in range(NUM_PROCESSES):
         out = np.load(tmp_path / f"process{i}.npz")
         slices.append(tuple(out["slice"]))
-        np.testing.assert_allclose(out["loss"], metrics["loss"], rtol=1e-5)
+        np.testing.assert_allclose(out["loss"], metrics["loss"], rtol=2e-4)
         for name, tree in [
             ("grad", grads),
             ("step", state.meta_params),
             ("scan", scanned.meta_params),
         ]:
             for j, expected in enumerate(jax.tree.leaves(tree)):
-                np.testing.assert_allclose(out[f"{name}{j}"], expected, rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(out[f"{name}{j}"], expected, rtol=2e-4, atol=1e-5)
     assert slices == [(0, 8), (8, 16)]  # each process fed half of the meta-batch

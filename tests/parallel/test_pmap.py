@@ -3,9 +3,6 @@
 import jax
 import optax
 import pytest
-
-import jmeta
-from jmeta import parallel
 from parallel_helpers import (
     TraceCounter,
     assert_trees_close,
@@ -13,6 +10,9 @@ from parallel_helpers import (
     init_params,
     learner,
 )
+
+import jmeta
+from jmeta import parallel
 
 
 @pytest.mark.standard_promotion  # optax.adam

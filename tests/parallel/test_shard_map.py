@@ -6,9 +6,6 @@ import numpy as np
 import optax
 import pytest
 from jax.sharding import PartitionSpec as P
-
-import jmeta
-from jmeta import parallel
 from parallel_helpers import (
     TraceCounter,
     assert_trees_close,
@@ -17,6 +14,9 @@ from parallel_helpers import (
     learner,
     sample_heterogeneous,
 )
+
+import jmeta
+from jmeta import parallel
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,6 @@ import jax
 import optax
 import pytest
 from jax.sharding import PartitionSpec
-
-import jmeta
-from jmeta import parallel
 from parallel_helpers import (
     NUM_TASKS,
     TraceCounter,
@@ -16,6 +13,9 @@ from parallel_helpers import (
     learner,
     sample_heterogeneous,
 )
+
+import jmeta
+from jmeta import parallel
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,9 @@ def test_shapes_ranges_and_function():
     x = np.concatenate([tasks.support.x, tasks.query.x], axis=1)
     assert -5 <= x.min() < -4.9 and 4.9 < x.max() <= 5
     np.testing.assert_allclose(
-        tasks.support.y[..., 0], amp[:, None] * np.sin(tasks.support.x[..., 0] - phase[:, None]), atol=1e-5
+        tasks.support.y[..., 0],
+        amp[:, None] * np.sin(tasks.support.x[..., 0] - phase[:, None]),
+        atol=1e-5,
     )
 
 

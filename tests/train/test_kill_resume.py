@@ -12,13 +12,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from tiny_runs import TINY_SINUSOID
 
 import jmeta
 from jmeta.train import Checkpoints, read_metrics, saved_config
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.logs import TIMING_KEYS
 from jmeta.train.problem import build_problem
-from tiny_runs import TINY_SINUSOID
 
 REPO = Path(__file__).resolve().parents[2]
 # Many checkpoints, so that the kill lands anywhere: mid-step, mid-save, mid-log.

@@ -3,6 +3,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from tiny_runs import fake_omniglot, tiny_omniglot, tiny_sinusoid
 
 from jmeta.train import (
     Checkpoints,
@@ -12,7 +13,6 @@ from jmeta.train import (
     train,
 )
 from jmeta.train.logs import TIMING_KEYS, write_json
-from tiny_runs import fake_omniglot, tiny_omniglot, tiny_sinusoid
 
 pytestmark = pytest.mark.standard_promotion  # the meta-optimizer is optax.adam
 
