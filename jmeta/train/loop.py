@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 import jmeta
-from jmeta.step import MetaTrainState
+from jmeta.step import MetaTrainState, nonfinite_cause
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
@@ -256,17 +256,22 @@ def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, 
 
 
 def _diverged(config, step: int, metrics, applied: int, ckpts: Checkpoints) -> None:
-    loss = float(np.asarray(metrics["loss"])[applied])
+    at_step = {name: np.asarray(values)[applied] for name, values in metrics.items()}
     last = ckpts.latest()
     kept = (
         f"The last checkpoint (step {last}) in {ckpts.directory} is kept."
         if last is not None
         else "No checkpoint had been written yet."
     )
+    if float(at_step.get("labels_valid", 1.0)) < 1:  # not a learning-rate problem
+        cause = f"was skipped: {nonfinite_cause(at_step)}"
+        hint = f"Check --ways ({config.ways}) and --shots ({config.shots}) against the model."
+    else:
+        cause = f"gave a non-finite meta-loss or meta-gradient (loss = {at_step['loss']})"
+        hint = f"Try a smaller --meta-lr ({config.meta_lr}) or --inner-lr ({config.inner_lr})."
     raise TrainingDiverged(
-        f"meta-step {step + 1} gave a non-finite meta-loss or meta-gradient (loss = {loss}); "
-        f"training stopped with the parameters after step {step}. {kept} Try a smaller "
-        f"--meta-lr ({config.meta_lr}) or --inner-lr ({config.inner_lr}).",
+        f"meta-step {step + 1} {cause}; training stopped with the parameters after step "
+        f"{step}. {kept} {hint}",
         step,
         last,
     )
