@@ -218,7 +218,7 @@ def _support_labels_valid(labels: Array, num_classes: int, shots: int | None) ->
     Raises for concrete labels (naming ``support.y``); returns a boolean for traced ones.
     """
     in_range = labels_valid("support.y", labels, num_classes)
-    counts = jnp.sum(labels[:, None] == jnp.arange(num_classes), axis=0)
+    counts = jnp.sum(labels[:, None] == jnp.arange(num_classes, dtype=labels.dtype), axis=0)
     filled = jnp.all(counts == shots) if shots is not None else jnp.all(counts >= 1)
     try:
         ok, found = bool(filled), np.asarray(counts)

@@ -11,6 +11,8 @@ from jmeta.train.build import build_learners
 from jmeta.train.config import resolve_config
 from jmeta.train.problem import build_problem
 
+pytestmark = pytest.mark.standard_promotion  # the trainer's optax.adam
+
 
 @pytest.mark.parametrize("algorithm", ["protonet", "matching_net", "r2d2"])
 def test_batch_norm_support_reaches_the_metric_learners(tmp_path, algorithm):
