@@ -20,6 +20,7 @@ from typing import Any
 EXIT_USAGE = 2
 EXIT_DIVERGED = 1
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jmeta`` command; returns the exit status."""
     parser = build_parser()
@@ -57,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a saved run's checkpoint on its fixed test tasks (600 by default, "
         "the tasks the run was tested on), mean and 95%% confidence interval.",
     )
-    evaluate.add_argument("--checkpoint", required=True, type=Path, metavar="DIR",
-                          help="a run folder (newest checkpoint), or one checkpoints/<step> folder")  # fmt: skip
+    evaluate.add_argument(
+        "--checkpoint", required=True, type=Path, metavar="DIR",
+        help="a run folder (newest checkpoint), or one checkpoints/<step> folder",
+    )  # fmt: skip
     evaluate.add_argument("--split", choices=("test", "val"), default="test")
     evaluate.add_argument("--tasks", type=int, help="number of tasks (default: the run's, 600)")
     evaluate.add_argument("--seed", type=int, help="task-set seed (default: the run's)")
@@ -92,8 +95,10 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
                      help="TOML or JSON file of config fields (flags override it)")  # fmt: skip
-    run.add_argument("--resume", action="store_true", default=argparse.SUPPRESS,
-                     help="continue the run in --output-dir from its newest checkpoint")  # fmt: skip
+    run.add_argument(
+        "--resume", action="store_true", default=argparse.SUPPRESS,
+        help="continue the run in --output-dir from its newest checkpoint",
+    )  # fmt: skip
     run.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
                      help="replace the run files in an existing --output-dir")  # fmt: skip
     run.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS,

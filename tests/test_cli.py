@@ -67,7 +67,8 @@ def test_help_lists_commands_and_every_config_field(capsys):
         (["--dataset", "omniglot", "--model", "mlp"], "--model mlp takes vectors; omniglot needs"),
         (["--dataset", "omniglot", "--train-split", "none"], "--train-split cannot be 'none'"),
         # Issue 13.5: every value checked against what the code can represent, before anything.
-        (["--seed", "4294967296"], "--seed must be <= 4294967295 (seeds are uint32); got 4294967296"),
+        (["--seed", "4294967296"],
+         "--seed must be <= 4294967295 (seeds are uint32); got 4294967296"),
         (["--eval-seed", "1" + "0" * 23], "--eval-seed must be <= 4294967294 (seeds are uint32"),
         (["--eval-seed", "1e23"], "argument --eval-seed: invalid int value: '1e23'"),
         (["--num-steps", "3000000000"],
@@ -100,7 +101,8 @@ def test_a_meta_batch_too_large_for_memory_is_refused_before_compiling(tmp_path,
     status, _, err = run(argv, capsys)
     assert status == 2
     assert "jmeta train: error: --meta-batch-size 100000000 needs at least an estimated " in err
-    assert "GB per meta-step (7.2 kB per task" in err and "lower --meta-batch-size." in err
+    assert "720.4 GB per meta-step (7.2 kB per task" in err  # as docs/training.md says
+    assert "lower --meta-batch-size." in err
     assert not (tmp_path / "run").exists()
 
 

@@ -44,11 +44,12 @@ META_OPTIMIZERS = ("adam", "sgd")
 NO_SPLIT = "none"
 
 INT32_MAX = 2**31 - 1
+UINT32_MAX = 2**32 - 1
 _FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-UINT32_MAX = 2**32 - 1
 _STEPS = "the step counter is int32"
 _SIZE = "sizes are int32 in JAX"
+_CI = "for a confidence interval"
 
 
 class ConfigError(Exception):
@@ -57,6 +58,12 @@ class ConfigError(Exception):
     ``str(err)`` names fields as in Python (``meta_batch_size``);
     :meth:`render` names them otherwise (the command line: ``--meta-batch-size``).
     Raised as :class:`ConfigValueError` or :class:`ConfigTypeError`.
+
+    Args:
+      template: the message; ``{0}``, ``{1}``... stand for ``fields``, other
+        ``{name}`` for ``values``.
+      fields: the fields the message names.
+      **values: the other parts of the message.
 
     Attributes:
       fields: the fields the message names.
@@ -70,14 +77,12 @@ class ConfigError(Exception):
 
     def render(self, name: Callable[[str], str]) -> str:
         """The message with each field spelled ``name(field)``."""
-        return self.template.format(**{f: name(f) for f in self.fields}, **self.values)
+        return self.template.format(*map(name, self.fields), **self.values)
 
     def renamed(self, names: Mapping[str, str]) -> ConfigError:
-        """The same error naming ``names[field]`` instead of ``field`` (e.g. a function's argument)."""
-        keep = {k: "{" + k + "}" for k in self.values}
-        spelled = {f: "{" + names.get(f, f) + "}" for f in self.fields}
-        template = self.template.format(**spelled, **keep)
-        return type(self)(template, [names.get(f, f) for f in self.fields], **self.values)
+        """The same error naming ``names[field]`` for ``field`` (e.g. a function's argument)."""
+        fields = [names.get(f, f) for f in self.fields]
+        return type(self)(self.template, fields, **self.values)
 
     def __reduce__(self):
         return _rebuild, (type(self), self.template, self.fields, self.values)
@@ -103,7 +108,8 @@ class Setting(NamedTuple):
       preset: data set -> value (``"images"``: any other image data set), for a
         field whose default depends on the data set.
       same_as: the field whose value this one takes when neither given nor preset.
-      low, high: the range (integers and numbers); ``why`` says where ``high`` comes from.
+      low, high: the range of an integer (of each, for a tuple); ``low_why`` and
+        ``why`` say where the bounds come from.
       choices: the allowed strings (a function: looked up when checked).
       flags: command-line spellings (default: ``--field-name``).
       images_only: the field does not apply to sinusoid regression (must stay unset).
@@ -112,16 +118,17 @@ class Setting(NamedTuple):
     help: str
     preset: Mapping[str, Any] | None = None
     same_as: str | None = None
-    low: float | None = None
-    high: float | None = None
+    low: int | None = None
+    high: int | None = None
     why: str = ""
+    low_why: str = ""
     choices: Sequence[str] | Callable[[], Sequence[str]] | None = None
     flags: tuple[str, ...] = ()
     images_only: bool = False
 
 
 def setting(default: Any = None, help: str = "", **options: Any) -> Any:
-    """A :class:`TrainConfig` field: its default (``None``: see ``preset``/``same_as``) and :class:`Setting`."""
+    """A :class:`TrainConfig` field: its default (``None``: preset or ``same_as``) and setting."""
     return dataclasses.field(default=default, metadata={"setting": Setting(help, **options)})
 
 
@@ -156,117 +163,88 @@ class TrainConfig:
       (1, 0.4, 'conv4')
     """
 
-    algorithm: str = setting(
-        "maml", "meta-learning algorithm", choices=lambda: sorted(ALGORITHMS),
-        flags=("--algo", "--algorithm"),
-    )
-    dataset: str = setting(SINUSOID, "sinusoid, omniglot, mini_imagenet, cifar_fs, fc100 or tfds:NAME")
-    data_dir: str | None = setting(
-        None, "folder holding the data set's files (default: the loader's; for omniglot "
-        "$JMETA_OMNIGLOT_DIR or the cache folder)",
-    )
-    train_split: str | None = setting(
-        help="training split", images_only=True,
-        preset={"omniglot": "minimal-train", IMAGES: "train"},
-    )
-    val_split: str | None = setting(
-        help="validation split ('none': no validation)", images_only=True,
-        preset={"omniglot": "minimal-val", "mini_imagenet": "val", "cifar_fs": "val",
-                "fc100": "val", IMAGES: NO_SPLIT},
-    )
-    test_split: str | None = setting(
-        help="test split", images_only=True, preset={"omniglot": "minimal-test", IMAGES: "test"}
-    )
-    image_size: int | None = setting(
-        None, "side of the square images, in pixels (default: the data set's own)",
-        low=1, high=INT32_MAX, why=_SIZE, images_only=True,
-    )
-    rotations: bool | None = setting(
-        help="add 90/180/270-degree rotations of training classes as classes",
-        images_only=True, preset={"omniglot": True, IMAGES: False},
-    )
+    # fmt: off
+    algorithm: str = setting("maml", "meta-learning algorithm", flags=("--algo", "--algorithm"),
+                             choices=lambda: sorted(ALGORITHMS))
+    dataset: str = setting(SINUSOID,
+                           "sinusoid, omniglot, mini_imagenet, cifar_fs, fc100 or tfds:NAME")
+    data_dir: str | None = setting(None, "folder holding the data set's files (default: the "
+                                   "loader's; for omniglot $JMETA_OMNIGLOT_DIR or the cache "
+                                   "folder)")
+    train_split: str | None = setting(help="training split", images_only=True,
+                                      preset={"omniglot": "minimal-train", IMAGES: "train"})
+    val_split: str | None = setting(help="validation split ('none': no validation)",
+                                    images_only=True, preset={"omniglot": "minimal-val",
+                                    "mini_imagenet": "val", "cifar_fs": "val", "fc100": "val",
+                                    IMAGES: NO_SPLIT})
+    test_split: str | None = setting(help="test split", images_only=True,
+                                     preset={"omniglot": "minimal-test", IMAGES: "test"})
+    image_size: int | None = setting(None, "side of the square images, in pixels (default: the "
+                                     "data set's own)", low=1, high=INT32_MAX, why=_SIZE,
+                                     images_only=True)
+    rotations: bool | None = setting(help="add 90/180/270-degree rotations of training classes "
+                                     "as classes", images_only=True,
+                                     preset={"omniglot": True, IMAGES: False})
     augment: bool = setting(False, "random crop and flip of training images", images_only=True)
-    ways: int | None = setting(
-        help="classes per task (N)", low=1, high=INT32_MAX, why=_SIZE, images_only=True,
-        preset={IMAGES: 5},
-    )
-    shots: int = setting(
-        help="support examples per class (K); support points for sinusoid",
-        low=1, high=INT32_MAX, why=_SIZE, preset={SINUSOID: 10, IMAGES: 1},
-    )
-    queries: int = setting(
-        help="query examples per class; query points for sinusoid",
-        low=1, high=INT32_MAX, why=_SIZE, preset={SINUSOID: 10, "omniglot": 1, IMAGES: 15},
-    )
-    test_queries: int = setting(
-        help="queries per class in validation and test tasks", same_as="queries",
-        low=1, high=INT32_MAX, why=_SIZE, preset={"omniglot": 15},
-    )
-    meta_batch_size: int = setting(
-        help="tasks per meta-step", low=1, high=INT32_MAX, why=_SIZE,
-        preset={SINUSOID: 25, "omniglot": 32, IMAGES: 4},
-    )
-    inner_steps: int = setting(
-        help="inner-loop steps during meta-training", low=1, high=INT32_MAX, why=_SIZE,
-        preset={SINUSOID: 1, "omniglot": 1, IMAGES: 5},
-    )
-    inner_lr: float = setting(
-        help="inner-loop step size during meta-training",
-        preset={SINUSOID: 0.01, "omniglot": 0.4, IMAGES: 0.01},
-    )
+    ways: int | None = setting(help="classes per task (N)", low=1, high=INT32_MAX, why=_SIZE,
+                               images_only=True, preset={IMAGES: 5})
+    shots: int = setting(help="support examples per class (K); support points for sinusoid",
+                         low=1, high=INT32_MAX, why=_SIZE, preset={SINUSOID: 10, IMAGES: 1})
+    queries: int = setting(help="query examples per class; query points for sinusoid",
+                           low=1, high=INT32_MAX, why=_SIZE,
+                           preset={SINUSOID: 10, "omniglot": 1, IMAGES: 15})
+    test_queries: int = setting(help="queries per class in validation and test tasks",
+                                same_as="queries", low=1, high=INT32_MAX, why=_SIZE,
+                                preset={"omniglot": 15})
+    meta_batch_size: int = setting(help="tasks per meta-step", low=1, high=INT32_MAX, why=_SIZE,
+                                   preset={SINUSOID: 25, "omniglot": 32, IMAGES: 4})
+    inner_steps: int = setting(help="inner-loop steps during meta-training", low=1,
+                               high=INT32_MAX, why=_SIZE,
+                               preset={SINUSOID: 1, "omniglot": 1, IMAGES: 5})
+    inner_lr: float = setting(help="inner-loop step size during meta-training",
+                              preset={SINUSOID: 0.01, "omniglot": 0.4, IMAGES: 0.01})
     test_inner_steps: tuple[int, ...] = setting(
-        help="inner steps at test time; several values score the test set once each, "
-        "validation uses the first", low=0, high=INT32_MAX, why=_SIZE,
-        preset={SINUSOID: (1, 10), "omniglot": (3,), IMAGES: (10,)},
-    )
+        help="inner steps at test time; several values score the test set once each, validation "
+        "uses the first", low=0, high=INT32_MAX, why=_SIZE,
+        preset={SINUSOID: (1, 10), "omniglot": (3,), IMAGES: (10,)})
     test_inner_lr: float = setting(help="inner step size at test time", same_as="inner_lr")
     first_order: bool = setting(False, "first-order meta-gradient (no second derivatives)")
     meta_optimizer: str = setting("adam", "outer optimizer", choices=META_OPTIMIZERS)
     meta_lr: float = setting(1e-3, "outer learning rate")
-    num_steps: int = setting(
-        help="meta-steps to train for", low=1, high=INT32_MAX, why=_STEPS,
-        preset={SINUSOID: 30_000, IMAGES: 60_000},
-    )
-    steps_per_call: int = setting(
-        help="meta-steps per compiled call (intervals must be multiples of it)",
-        low=1, high=INT32_MAX, why=_STEPS, preset={SINUSOID: 1_000, IMAGES: 10},
-    )
-    eval_interval: int = setting(
-        help="validate every this many meta-steps (0: never)", low=0, high=INT32_MAX,
-        why=_STEPS, preset={SINUSOID: 5_000, IMAGES: 500},
-    )
-    val_tasks: int = setting(
-        help="tasks per validation", low=2, high=INT32_MAX, why=_SIZE,
-        preset={SINUSOID: 600, IMAGES: 200},  # sinusoid: as many as the test, one compilation
-    )
-    eval_tasks: int = setting(600, "fixed test tasks", low=2, high=INT32_MAX, why=_SIZE)
-    eval_seed: int = setting(
-        0, "names the fixed test task set (validation uses the next seed)",
-        low=0, high=UINT32_MAX - 1, why="seeds are uint32, and validation uses the next seed",
-    )
-    seed: int = setting(
-        0, "initialisation and training tasks", low=0, high=UINT32_MAX, why="seeds are uint32"
-    )
-    model: str = setting(
-        help="network", choices=MODELS, preset={SINUSOID: "mlp", IMAGES: "conv4"}
-    )
-    width: int = setting(
-        help="hidden units (mlp) or filters (conv4; first stage of resnet12)",
-        low=1, high=INT32_MAX, why=_SIZE, preset={SINUSOID: 40, "mini_imagenet": 32, IMAGES: 64},
-    )
+    num_steps: int = setting(help="meta-steps to train for", low=1, high=INT32_MAX, why=_STEPS,
+                             preset={SINUSOID: 30_000, IMAGES: 60_000})
+    steps_per_call: int = setting(help="meta-steps per compiled call (intervals must be "
+                                  "multiples of it)", low=1, high=INT32_MAX, why=_STEPS,
+                                  preset={SINUSOID: 1_000, IMAGES: 10})
+    eval_interval: int = setting(help="validate every this many meta-steps (0: never)", low=0,
+                                 high=INT32_MAX, why=_STEPS,
+                                 preset={SINUSOID: 5_000, IMAGES: 500})
+    # Sinusoid validates on as many tasks as the test: the two share one compilation.
+    val_tasks: int = setting(help="tasks per validation", low=2, low_why=_CI, high=INT32_MAX,
+                             why=_SIZE, preset={SINUSOID: 600, IMAGES: 200})
+    eval_tasks: int = setting(600, "fixed test tasks", low=2, low_why=_CI, high=INT32_MAX,
+                              why=_SIZE)
+    eval_seed: int = setting(0, "names the fixed test task set (validation uses the next seed)",
+                             low=0, high=UINT32_MAX - 1,
+                             why="seeds are uint32, and validation uses the next seed")
+    seed: int = setting(0, "initialisation and training tasks", low=0, high=UINT32_MAX,
+                        why="seeds are uint32")
+    model: str = setting(help="network", choices=MODELS,
+                         preset={SINUSOID: "mlp", IMAGES: "conv4"})
+    width: int = setting(help="hidden units (mlp) or filters (conv4; first stage of resnet12)",
+                         low=1, high=INT32_MAX, why=_SIZE,
+                         preset={SINUSOID: 40, "mini_imagenet": 32, IMAGES: 64})
     batch_norm: str = setting("transductive", "batch-norm statistics from", choices=BATCH_NORM)
-    conv_impl: str = setting(
-        "auto", "convolutions as XLA convolutions or im2col matrix products (auto: "
-        f"{models.DEFAULT_CONV_IMPL_REASON})", choices=CONV_IMPLS,
-    )
-    output_dir: str | None = setting(
-        None, "folder for the run's files (default: runs/<dataset>-<algo>-<time>)"
-    )
-    checkpoint_interval: int = setting(
-        help="checkpoint every this many meta-steps (0: only at the end)",
-        low=0, high=INT32_MAX, why=_STEPS, preset={SINUSOID: 5_000, IMAGES: 500},
-    )
-    keep_checkpoints: int = setting(3, "recent checkpoints to keep", low=1)  # fmt: skip
+    conv_impl: str = setting("auto", "convolutions as XLA convolutions or im2col matrix "
+                             f"products (auto: {models.DEFAULT_CONV_IMPL_REASON})",
+                             choices=CONV_IMPLS)
+    output_dir: str | None = setting(None, "folder for the run's files (default: "
+                                     "runs/<dataset>-<algo>-<time>)")
+    checkpoint_interval: int = setting(help="checkpoint every this many meta-steps (0: only at "
+                                       "the end)", low=0, high=INT32_MAX, why=_STEPS,
+                                       preset={SINUSOID: 5_000, IMAGES: 500})
+    keep_checkpoints: int = setting(3, "recent checkpoints to keep", low=1)
+    # fmt: on
 
     #: Fields given when the config was made (the others were derived).
     _given: ClassVar[frozenset[str]] = frozenset()
@@ -360,10 +338,7 @@ def preset_for(dataset: str) -> dict[str, Any]:
 
 #: Data set -> its presets, derived from the fields (read-only).
 PRESETS: Mapping[str, Mapping[str, Any]] = types.MappingProxyType(
-    {
-        name: types.MappingProxyType(preset_for(name))
-        for name in (SINUSOID, *DATASETS, IMAGES)
-    }
+    {name: types.MappingProxyType(preset_for(name)) for name in (SINUSOID, *DATASETS, IMAGES)}
 )
 
 
@@ -438,7 +413,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         keys[name], values[name] = str(key), value
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ValueError(f"{path}: unknown config field(s) {unknown}; valid fields: {list(FIELDS)}.")
+        raise ValueError(
+            f"{path}: unknown config field(s) {unknown}; valid fields: {list(FIELDS)}."
+        )
     return values
 
 
@@ -482,9 +459,7 @@ def _resolve(values: dict[str, Any]) -> dict[str, Any]:
     regression = values["dataset"] == SINUSOID
     for field in FIELDS.values():
         if regression and field.setting.images_only and values[field.name] != field.default:
-            raise ConfigValueError(
-                "{%s} does not apply to sinusoid regression." % field.name, [field.name]
-            )
+            raise ConfigValueError("{0} does not apply to sinusoid regression.", [field.name])
     given = {k: _typed(FIELDS[k], v) for k, v in values.items() if v is not None}
     values = {**values, **given}
     for name, value in preset_for(values["dataset"]).items():
@@ -508,8 +483,10 @@ def _typed(field: Field, value: Any) -> Any:
     if field.kind is tuple:
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             value = (value,)
-        if not isinstance(value, list | tuple) or not value or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+        if (
+            not isinstance(value, list | tuple)
+            or not value
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
         ):
             raise _type_error(name, "one or more integers", value)
         return tuple(int(v) for v in value)
@@ -535,10 +512,11 @@ def _typed(field: Field, value: Any) -> Any:
 def _type_error(name: str, expected: str, value: Any) -> ConfigError:
     if expected == "one or more integers" and isinstance(value, list | tuple) and not value:
         return ConfigValueError(
-            "{%s} must be one or more integers; got {value}." % name, [name], value=repr(value)
+            "{0} must be one or more integers; got {value}.", [name], value=repr(value)
         )
-    return ConfigTypeError("{%s} must be %s; got {value}." % (name, expected), [name],
-                           value=repr(value))  # fmt: skip
+    return ConfigTypeError(
+        "{0} must be {expected}; got {value}.", [name], expected=expected, value=repr(value)
+    )
 
 
 def _check_range(field: Field, value: Any) -> None:
@@ -548,30 +526,29 @@ def _check_range(field: Field, value: Any) -> None:
     if field.kind is float:
         if not (math.isfinite(value) and value > 0):
             raise ConfigValueError(
-                "{%s} must be a finite number > 0; got {value}." % name, [name], value=value
+                "{0} must be a finite number > 0; got {value}.", [name], value=value
             )
         if not _FLOAT32_TINY <= value <= _FLOAT32_MAX:
             raise ConfigValueError(
-                "{%s} must lie between 1.4e-45 and 3.4e+38 to be a float32; got {value}." % name,
+                "{0} must lie between 1.4e-45 and 3.4e+38 to be a float32; got {value}.",
                 [name], value=value,
             )  # fmt: skip
         return
     for v in value if isinstance(value, tuple) else (value,):
         if s.low is not None and v < s.low:
-            note = " for a confidence interval" if name in ("eval_tasks", "val_tasks") else ""
             raise ConfigValueError(
-                "{%s} must be >= {low}%s; got {value}." % (name, note), [name],
-                low=int(s.low), value=v,
+                "{0} must be >= {low}{why}; got {value}.", [name],
+                low=s.low, why=" " + s.low_why if s.low_why else "", value=v,
             )  # fmt: skip
         if s.high is not None and v > s.high:
             raise ConfigValueError(
-                "{%s} must be <= {high} ({why}); got {value}." % name, [name],
-                high=int(s.high), why=s.why, value=v,
+                "{0} must be <= {high} ({why}); got {value}.", [name],
+                high=s.high, why=s.why, value=v,
             )  # fmt: skip
     choices = field.choices()
     if choices is not None and name != "algorithm" and value not in choices:
         raise ConfigValueError(
-            "{%s} must be one of {choices}; got {value}." % name, [name],
+            "{0} must be one of {choices}; got {value}.", [name],
             choices=list(choices), value=repr(value),
         )  # fmt: skip
 
@@ -579,13 +556,13 @@ def _check_range(field: Field, value: Any) -> None:
 def _check_names(algorithm: str, dataset: str) -> None:
     if algorithm not in ALGORITHMS:
         raise ConfigValueError(
-            "{algorithm}: unknown algorithm {value}; expected one of {known}.",
+            "{0}: unknown algorithm {value}; expected one of {known}.",
             ["algorithm"], value=repr(algorithm), known=sorted(ALGORITHMS),
         )  # fmt: skip
     known = [SINUSOID, *DATASETS]
     if not (dataset in known or (dataset.startswith("tfds:") and len(dataset) > 5)):
         raise ConfigValueError(
-            "{dataset}: unknown data set {value}; expected one of {known}.",
+            "{0}: unknown data set {value}; expected one of {known}.",
             ["dataset"], value=repr(dataset), known=[*known, "tfds:NAME"],
         )  # fmt: skip
 
@@ -595,30 +572,30 @@ def _check_together(c: dict[str, Any]) -> None:
     regression = c["dataset"] == SINUSOID
     if regression and c["model"] != "mlp":
         raise ConfigValueError(
-            "{model} {value} takes images; sinusoid regression needs mlp.", ["model"],
+            "{0} {value} takes images; sinusoid regression needs mlp.", ["model"],
             value=c["model"],
         )  # fmt: skip
     if not regression and c["model"] == "mlp":
         raise ConfigValueError(
-            "{model} mlp takes vectors; {data} needs conv4 or resnet12.", ["model"],
+            "{0} mlp takes vectors; {data} needs conv4 or resnet12.", ["model"],
             data=c["dataset"],
         )  # fmt: skip
     record = ALGORITHMS[c["algorithm"]]
     if regression and record.embedding:
         raise ConfigValueError(
-            "{algorithm} {value} classifies by comparing embeddings; it needs an image data "
+            "{0} {value} classifies by comparing embeddings; it needs an image data "
             "set, not sinusoid regression.", ["algorithm"], value=c["algorithm"],
         )  # fmt: skip
     if not regression and record.extra_inputs:
         raise ConfigValueError(
-            "{algorithm} {value} feeds its context to an MLP's input; the trainer runs it on "
+            "{0} {value} feeds its context to an MLP's input; the trainer runs it on "
             "sinusoid regression only.", ["algorithm"], value=c["algorithm"],
         )  # fmt: skip
     for name in ("eval_interval", "checkpoint_interval"):
         if c[name] % c["steps_per_call"]:
             raise ConfigValueError(
-                "{%s} ({value}) must be a multiple of {steps_per_call} ({spc}): checks happen "
-                "between compiled calls." % name, [name, "steps_per_call"],
+                "{0} ({value}) must be a multiple of {1} ({spc}): checks happen between "
+                "compiled calls.", [name, "steps_per_call"],
                 value=c[name], spc=c["steps_per_call"],
             )  # fmt: skip
     if regression:
@@ -627,10 +604,10 @@ def _check_together(c: dict[str, Any]) -> None:
     for name in ("train_split", "val_split", "test_split"):
         value = c[name]
         if value == NO_SPLIT and name != "val_split":
-            raise ConfigValueError("{%s} cannot be 'none'." % name, [name])
+            raise ConfigValueError("{0} cannot be 'none'.", [name])
         if splits is not None and value != NO_SPLIT and value not in splits:
             raise ConfigValueError(
-                "{%s}: {data} has no split {value}; its splits are {splits}." % name, [name],
+                "{0}: {data} has no split {value}; its splits are {splits}.", [name],
                 data=c["dataset"], value=repr(value), splits=list(splits),
             )  # fmt: skip
 

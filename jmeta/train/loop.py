@@ -162,6 +162,7 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
     started = time.perf_counter() if started is None else started
     config, out, problem = prepared.config, prepared.output_dir, prepared.problem
     state = prepared.state
+    assert problem.train is not None and problem.test is not None  # setup loads every split
     with prepared.checkpoints as ckpts:
         log = MetricsLog(
             out / outputs.METRICS,

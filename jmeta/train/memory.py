@@ -53,8 +53,10 @@ class StepMemory(NamedTuple):
 
     def evaluation(self, batch_size: int, num_tasks: int) -> int:
         """Bytes of scoring ``num_tasks`` tasks, ``batch_size`` at a time (lower estimate)."""
-        return self.meta_params + min(batch_size, num_tasks) * self.per_task() + (
-            num_tasks * self.results
+        return (
+            self.meta_params
+            + min(batch_size, num_tasks) * self.per_task()
+            + (num_tasks * self.results)
         )
 
 
@@ -160,9 +162,9 @@ def check_memory(
     need = est.meta_step(config.meta_batch_size)
     if need > available:
         raise ConfigValueError(
-            "{meta_batch_size} {size} needs at least an estimated {need} per meta-step ({per} "
-            "per task for its inputs and adapted parameters; activations not counted), more "
-            "than the {free} available on {where}; lower {meta_batch_size}.",
+            "{0} {size} needs at least an estimated {need} per meta-step ({per} per task for "
+            "its inputs and adapted parameters; activations not counted), more than the "
+            "{free} available on {where}; lower {0}.",
             ["meta_batch_size"], size=config.meta_batch_size, need=_size(need),
             per=_size(est.per_task()), free=_size(available), where=where,
         )  # fmt: skip
@@ -174,9 +176,9 @@ def check_memory(
         need = scored.evaluation(config.meta_batch_size, num)
         if need > available:
             raise ConfigValueError(
-                "{%s} {num} needs at least an estimated {need} to score ({results} per task for "
+                "{0} {num} needs at least an estimated {need} to score ({results} per task for "
                 "its key and scores, {batch} tasks at a time), more than the {free} available "
-                "on {where}." % name, [name], num=num, need=_size(need),
+                "on {where}.", [name], num=num, need=_size(need),
                 results=_size(scored.results), batch=min(config.meta_batch_size, num),
                 free=_size(available), where=where,
             )  # fmt: skip

@@ -39,7 +39,7 @@ class Split(NamedTuple):
 
 
 class Problem(NamedTuple):
-    """The data side of a run: splits (``None``: not loaded, or no such split), loss, metrics, model."""
+    """The data side of a run: splits (``None``: not loaded, or none), loss, metrics, model."""
 
     train: Split | None
     val: Split | None
@@ -53,7 +53,7 @@ class Problem(NamedTuple):
 def build_problem(
     config: TrainConfig, *, splits: tuple[str, ...] = ("train", "val", "test")
 ) -> Problem:
-    """Load the data set (only the ``splits`` asked for), check it can give the tasks, build the model.
+    """Load the data set (the ``splits`` asked for), check it can give the tasks, build the model.
 
     Raises:
       ValueError: a split has too few classes or examples for the tasks asked

@@ -12,7 +12,6 @@ from jmeta.train import (
     PRESETS,
     Algorithm,
     ConfigError,
-    ConfigTypeError,
     ConfigValueError,
     LearnerSpec,
     TrainConfig,
@@ -170,9 +169,10 @@ def test_the_largest_seeds_are_usable_and_small_seeds_keep_their_keys():
         _, key = initial_state(step, learner, model, config.seed, abstract=True)
         expected = run_keys(seed)[1]  # Python int: jax.random.key's 64-bit seed path
         np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(expected))
-        assert jax.random.key_data(key).tolist() == jax.random.key_data(
-            jax.random.fold_in(jax.random.key(seed), 1)
-        ).tolist()
+        assert (
+            jax.random.key_data(key).tolist()
+            == jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1)).tolist()
+        )
 
 
 def test_image_datasets_reject_the_mlp():
@@ -276,7 +276,7 @@ def test_every_field_is_declared_once_with_its_help_and_kind():
         assert field.default is not None or field.derived or field.optional, name
         assert "default: " in default_text(field) and name in (TrainConfig.__doc__ or "")
     for dataset, preset in PRESETS.items():
-        for name, value in preset.items():
+        for name in preset:
             assert FIELDS[name].setting.preset is not None, (dataset, name)
     with pytest.raises(TypeError):
         PRESETS["omniglot"]["ways"] = 3  # derived, read-only
@@ -318,7 +318,8 @@ def test_every_registered_algorithm_builds_a_learner_for_sinusoid_and_conv4():
             model = build_model(config, image_shape)
             spec = LearnerSpec(config, model, loss_fn, metrics, 0.1, 1, True)
             learner = build(spec)
-            meta_params = jax.eval_shape(lambda: learner.init(model.init(jax.random.key(0))))
+            params = jax.eval_shape(model.init, jax.random.key(0))
+            meta_params = jax.eval_shape(learner.init, params)
             loss, _ = jax.eval_shape(learner.meta_loss, meta_params, example, jax.random.key(1))
             assert loss.shape == (), name
     with pytest.raises(ValueError, match="'maml' is already registered"):
@@ -347,3 +348,11 @@ def test_one_registry_record_per_algorithm():
     with pytest.raises(TypeError, match="build must be callable"):
         register_algorithm("x", None)
     assert "x" not in ALGORITHMS
+
+
+def test_docs_list_every_field():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    table = text[text.index("## Configuration") : text.index("### Config files")]
+    assert [name for name in FIELDS if f"`{name}`" not in table] == []
