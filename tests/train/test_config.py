@@ -173,6 +173,9 @@ def test_the_largest_seeds_are_usable_and_small_seeds_keep_their_keys():
             jax.random.key_data(key).tolist()
             == jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1)).tolist()
         )
+    # The largest eval_seed, and validation's eval_seed + 1, name task sets too.
+    largest = TrainConfig(eval_seed=2**32 - 2).eval_seed
+    assert jmeta.evaluation.task_keys(largest + 1, 2).shape == (2,)
 
 
 def test_image_datasets_reject_the_mlp():
