@@ -119,8 +119,9 @@ def _flag(field: str) -> str:
 class _Sources:
     """Where each field's value came from, to name it in an error as the user wrote it."""
 
-    def __init__(self, flags: dict[str, Any], file: Path | None, file_fields=()):
-        self.flags, self.file, self.file_fields = flags, file, set(file_fields)
+    def __init__(self, flags: dict[str, Any], file: Path | None):
+        self.flags, self.file = flags, file
+        self.file_fields: set[str] = set()  # filled once the file is read
 
     def message(self, err: BaseException) -> str:
         """``err`` with fields named as flags, or as keys of the config file they came from."""
