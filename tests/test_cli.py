@@ -55,6 +55,7 @@ def test_help_lists_commands_and_every_config_field(capsys):
         (["--dataset", "imagenet"], "--dataset: unknown data set 'imagenet'"),
         # The library's errors, with flags instead of field names.
         (["--augment"], "--augment does not apply to sinusoid regression"),
+        (["--eval-rotations"], "--eval-rotations does not apply to sinusoid regression"),
         (["--shots", "0"], "--shots must be >= 1; got 0"),
         (["--inner-lr", "nan"], "--inner-lr must be a finite number > 0; got nan"),
         (["--test-inner-steps", "1", "2147483648"], "--test-inner-steps must be <= 2147483647"),

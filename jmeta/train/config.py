@@ -185,6 +185,8 @@ class TrainConfig:
     rotations: bool | None = setting(help="add 90/180/270-degree rotations of training classes "
                                      "as classes", images_only=True,
                                      preset={"omniglot": True, IMAGES: False})
+    eval_rotations: bool = setting(False, "the same for validation and test classes",
+                                   images_only=True)
     augment: bool = setting(False, "random crop and flip of training images", images_only=True)
     ways: int | None = setting(help="classes per task (N)", low=1, high=INT32_MAX, why=_SIZE,
                                images_only=True, preset={IMAGES: 5})
