@@ -6,7 +6,7 @@ import pytest
 from tiny_runs import fake_omniglot, tiny_omniglot
 
 import jmeta
-from jmeta.train import ALGORITHMS, TrainingDiverged, train
+from jmeta.train import ALGORITHMS, TrainingDiverged, register_algorithm, train
 from jmeta.train.build import build_learners
 from jmeta.train.config import resolve_config
 from jmeta.train.problem import build_problem
@@ -48,7 +48,7 @@ def test_labels_that_do_not_fit_are_not_blamed_on_the_learning_rate(tmp_path):
             metrics=dict(spec.metrics),
         )
 
-    ALGORITHMS["two_outputs"] = two_outputs
+    register_algorithm("two_outputs", two_outputs)
     try:
         data = fake_omniglot(tmp_path / "omniglot")
         config = tiny_omniglot(tmp_path / "run", data, algorithm="two_outputs", ways=3)
