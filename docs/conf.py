@@ -49,7 +49,19 @@ include_patterns = [
     "colab/*.ipynb",
     "benchmarks/RESULTS.md",
 ]
-exclude_patterns = ["docs/_build", ".venv*", "**/.ipynb_checkpoints"]
+# Folders the build never needs to look into (it walks the repository for the patterns above).
+exclude_patterns = [
+    "docs/_build",
+    ".venv*",
+    ".git",
+    "runs",
+    "build",
+    "dist",
+    ".jmeta_cache",
+    "**/__pycache__",
+    "**/.ipynb_checkpoints",
+    "**/.pytest_cache",
+]
 
 # The navigation (the landing page is the README, which must read well on GitHub too, so the
 # extension appends these toctrees to it when Sphinx reads it; it adds nothing to the file).
