@@ -311,10 +311,13 @@ class LinkInlineCode(SphinxPostTransform):
             literal.replace_self(ref)
 
 
-def _inside_reference(node) -> bool:
+def _inside_reference(node) -> bool:  # or a title: a heading is not a link
     parent = node.parent
     while parent is not None:
-        if isinstance(parent, nodes.reference | addnodes.pending_xref | addnodes.desc_signature):
+        if isinstance(
+            parent,
+            nodes.reference | addnodes.pending_xref | addnodes.desc_signature | nodes.title,
+        ):
             return True
         parent = parent.parent
     return False
