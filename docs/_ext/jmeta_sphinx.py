@@ -395,8 +395,8 @@ def _source_file(srcdir: Path, docname: str, config) -> Path | None:
 class ModuleDocstring(SphinxDirective):
     """``.. jmeta-docstring:: jmeta.inner``: a module's docstring, as reStructuredText.
 
-    ``:skip-title:`` leaves out its first line; ``:section: Title`` keeps only the body of
-    that section of the docstring; ``:target:`` makes this the place that
+    ``:skip-title:`` leaves out its summary (the first paragraph); ``:section: Title`` keeps
+    only the body of that section of the docstring; ``:target:`` makes this the place that
     ``:mod:`jmeta.inner``` links to (once per module on the whole site).
     """
 
@@ -414,8 +414,8 @@ class ModuleDocstring(SphinxDirective):
         if not text:
             raise self.error(f"module {name} has no docstring")
         lines = text.splitlines()
-        if "skip-title" in self.options:
-            lines = lines[1:]
+        if "skip-title" in self.options:  # the summary: the first paragraph
+            lines = lines[lines.index("") + 1 :] if "" in lines else []
         if "section" in self.options:
             lines = _section(lines, self.options["section"])
             if lines is None:
