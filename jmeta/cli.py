@@ -30,6 +30,8 @@ _TRAIN_FLAGS: tuple[tuple[str, str, dict], ...] = (
      {"type": int}),
     ("rotations", "add 90/180/270-degree rotations of training classes as classes",
      {"action": argparse.BooleanOptionalAction}),
+    ("eval_rotations", "the same for validation and test classes",
+     {"action": argparse.BooleanOptionalAction}),
     ("augment", "random crop and flip of training images",
      {"action": argparse.BooleanOptionalAction}),
     ("ways", "classes per task (N)", {"type": int}),

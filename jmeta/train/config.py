@@ -46,6 +46,8 @@ class TrainConfig:
       image_size: side of the square images (``None``: the data set's standard).
       rotations: add 90/180/270-degree rotations of training classes as new
         classes (on device).
+      eval_rotations: the same for validation and test classes (Prototypical
+        Networks tests on 4 x 423 rotated Omniglot classes; off by default).
       augment: random crop (padding 1/8 of the side) and flip of training images.
       ways, shots, queries: ``N``-way, ``K``-shot, ``Q`` queries per class;
         for sinusoid, ``shots``/``queries`` are support/query points and
@@ -89,6 +91,7 @@ class TrainConfig:
     test_split: str | None = None
     image_size: int | None = None
     rotations: bool | None = None
+    eval_rotations: bool = False
     augment: bool = False
     ways: int | None = None
     shots: int | None = None
@@ -188,8 +191,9 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         for name in ("ways", "rotations", "image_size", "train_split", "val_split", "test_split"):
             if getattr(config, name) is not None:
                 raise ValueError(f"{_flag(name)} does not apply to sinusoid regression.")
-        if config.augment:
-            raise ValueError("--augment does not apply to sinusoid regression.")
+        for name in ("augment", "eval_rotations"):
+            if getattr(config, name):
+                raise ValueError(f"{_flag(name)} does not apply to sinusoid regression.")
     filled = {
         f.name: preset.get(f.name)
         for f in dataclasses.fields(config)
@@ -288,7 +292,8 @@ def _check_values(config: TrainConfig) -> None:
             raise TypeError(f"{_flag(name)} must be a number; got {value!r}.")
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{_flag(name)} must be a finite number > 0; got {value}.")
-    for name in ("first_order", "augment") + (() if config.is_regression else ("rotations",)):
+    flags = ("first_order", "augment", "eval_rotations")
+    for name in flags + (() if config.is_regression else ("rotations",)):
         if not isinstance(getattr(config, name), bool):
             raise TypeError(f"{_flag(name)} must be true or false; got {getattr(config, name)!r}.")
     _check_choice("meta_optimizer", config.meta_optimizer, META_OPTIMIZERS)

@@ -71,7 +71,7 @@ def build_problem(
     out = {}
     for role, split in loaded.items():
         training = role == "train"
-        rotations = bool(config.rotations) and training
+        rotations = bool(config.rotations if training else config.eval_rotations)
         queries = config.queries if training else config.test_queries
         name = _split_name(config, role)
         jmeta.tasks.check_episode(
