@@ -9,9 +9,18 @@
 See ``docs/training.md``.
 """
 
-from jmeta.train.algorithms import ALGORITHMS, LearnerSpec, register_algorithm
+from jmeta.train.algorithms import ALGORITHMS, Algorithm, LearnerSpec, register_algorithm
 from jmeta.train.checkpoint import Checkpoints
-from jmeta.train.config import PRESETS, TrainConfig, config_from_dict, load_config, resolve_config
+from jmeta.train.config import (
+    PRESETS,
+    ConfigError,
+    ConfigTypeError,
+    ConfigValueError,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    resolve_config,
+)
 from jmeta.train.logs import read_metrics
 from jmeta.train.loop import TrainingDiverged, TrainResult, train
 from jmeta.train.outputs import saved_config
@@ -20,7 +29,11 @@ from jmeta.train.scoring import evaluate_checkpoint
 __all__ = [
     "ALGORITHMS",
     "PRESETS",
+    "Algorithm",
     "Checkpoints",
+    "ConfigError",
+    "ConfigTypeError",
+    "ConfigValueError",
     "LearnerSpec",
     "TrainConfig",
     "TrainResult",

@@ -25,6 +25,7 @@ from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.config import TrainConfig, resolve_config
 from jmeta.train.logs import MetricsLog, plot_curves, read_metrics, write_json
+from jmeta.train.memory import check_memory
 from jmeta.train.problem import Problem, Split, build_problem
 from jmeta.train.results import Scores, format_scores, scores_to_json
 from jmeta.train.scoring import test_scores, validate
@@ -87,7 +88,7 @@ def train(
     """Meta-train, validate, checkpoint and test, as ``config`` says.
 
     Args:
-      config: a :class:`TrainConfig`; ``None`` fields take the data set's defaults.
+      config: a :class:`TrainConfig` (its presets were applied when it was made).
       resume: continue the run in ``config.output_dir`` from its newest
         checkpoint. The saved configuration must match (``num_steps`` may grow).
       overwrite: replace the run files in an existing ``output_dir``.
@@ -129,17 +130,19 @@ class Setup(NamedTuple):
 
 
 def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Setup:
-    """Check the config, prepare the output folder, load the data, build and restore the state.
+    """Load the data, check that the run can fit, prepare the output folder, build the state.
 
-    The first half of :func:`train`: the errors of bad input (config, data,
-    output folder, checkpoint) are raised here, before any training.
+    The first half of :func:`train`: the errors of bad input (data, memory,
+    output folder, checkpoint) are raised here, before any training; the
+    config checked its own fields when it was made.
     """
     config = resolve_config(config)
     problem = build_problem(config)  # checks the data before anything is written
-    out = outputs.prepare(config, resume=resume, overwrite=overwrite)
-    config = config.replace(output_dir=str(out))
     train_learner, test_learner = build_learners(config, problem)
     step = jmeta.meta_train_step(train_learner, meta_optimizer(config))
+    check_memory(config, problem, step, train_learner)  # and that a meta-batch can fit
+    out = outputs.prepare(config, resume=resume, overwrite=overwrite)
+    config = config.replace(output_dir=str(out))
     ckpts = Checkpoints(out / outputs.CHECKPOINTS, keep=config.keep_checkpoints)
     try:
         restore = resume and ckpts.latest() is not None
@@ -159,6 +162,7 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
     started = time.perf_counter() if started is None else started
     config, out, problem = prepared.config, prepared.output_dir, prepared.problem
     state = prepared.state
+    assert problem.train is not None and problem.test is not None  # setup loads every split
     with prepared.checkpoints as ckpts:
         log = MetricsLog(
             out / outputs.METRICS,

@@ -24,15 +24,15 @@ def test_default_is_off_and_the_flag_sets_it():
 @pytest.mark.parametrize(
     "changes, error, match",
     [
-        ({"eval_rotations": True}, ValueError, "--eval-rotations does not apply to sinusoid"),
+        ({"eval_rotations": True}, ValueError, "^eval_rotations does not apply to sinusoid"),
         (
             {"dataset": "omniglot", "eval_rotations": "yes"},
             TypeError,
-            "--eval-rotations must be true or false; got 'yes'",
+            "^eval_rotations must be true or false; got 'yes'",
         ),
     ],
 )
-def test_bad_values_name_the_flag(changes, error, match):
+def test_bad_values_name_the_field(changes, error, match):
     with pytest.raises(error, match=match):
         resolve_config(TrainConfig(**changes))
 
