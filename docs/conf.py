@@ -5,7 +5,7 @@ The site is the repository rendered as it is: the source directory is the reposi
 relative link between the Markdown files, the notebooks and benchmarks/RESULTS.md resolves on
 the site exactly as it does on GitHub. Build it (CONTRIBUTING.md, "Documentation site"):
 
-    sphinx-build -W --keep-going -n -c docs . docs/_build/html
+    sphinx-build -E -W --keep-going -n -c docs . docs/_build/html
 
 The extension docs/_ext/jmeta_sphinx.py adds what Sphinx lacks: every public name must be
 documented, references through re-exports resolve, inline code naming a documented object
