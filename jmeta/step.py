@@ -221,7 +221,7 @@ def meta_train_step(
         (``metrics["labels_valid"] < 1``), leave the state unchanged (the
         step counter too) and report ``metrics["finite"] == False``, so a run
         can stop with its last good parameters intact even when many steps
-        run inside one compiled call. :func:`nonfinite_cause` says which.
+        run inside one compiled call. :func:`jmeta.step.nonfinite_cause` says which.
       chunk_size: evaluate the meta-batch in sequential chunks of this many
         tasks to bound memory (see :func:`meta_gradient`).
       axis_name: build a per-device step for ``shard_map``/``pmap`` whose

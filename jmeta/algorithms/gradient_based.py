@@ -78,7 +78,7 @@ def label_checks(predictions: Array, task: Task) -> Metrics:
     and the predictions are ``[m, C]``: every support and query label must
     then be a class index in ``[0, C)``, ``C`` the model's output width.
     Concrete labels out of range raise at once; traced ones give
-    ``labels_valid == False`` (see :func:`jmeta.validation.labels_valid`).
+    ``labels_valid == False`` (see ``jmeta.validation.labels_valid``).
     """
     y = task.query.y
     if not (jnp.issubdtype(y.dtype, jnp.integer) and y.ndim == 1 and predictions.ndim == 2):
@@ -127,7 +127,8 @@ def gradient_based_learner(
         the query set, e.g. ``{"accuracy": jmeta.losses.accuracy}``. For
         classification tasks (integer targets ``[n]``, predictions
         ``[m, C]``) ``metrics["labels_valid"]`` reports whether every label is
-        in ``[0, C)`` (see :func:`label_checks`).
+        in ``[0, C)`` (see
+        :func:`~jmeta.algorithms.gradient_based.label_checks`).
       inner_solver: replaces :func:`~jmeta.inner.inner_loop` (``None``: the
         differentiated loop). ``(support_loss, params, optimizer, support,
         num_steps) -> InnerLoopResult`` with ``support_loss(params, batch)`` the
