@@ -21,6 +21,7 @@ from jmeta.models import batch_norm_policy, conv4, with_batch_norm_policy
 MODES = ("transductive", "support", "none")
 SHAPE = (16, 16, 1)
 WAYS, QUERIES = 3, 5
+FAST_IMPL = "xla"  # one convolution op compiles faster than im2col
 
 
 def images(seed, n):
@@ -42,23 +43,23 @@ def cavia_apply(model):
 
 
 def gradient(builder, **kwargs):
-    def build(mode):
-        model = conv4(WAYS, channels=4, input_shape=SHAPE, batch_norm=mode)
+    def build(mode, impl):
+        model = conv4(WAYS, channels=4, input_shape=SHAPE, batch_norm=mode, conv_impl=impl)
         return model, builder(model.apply, cross_entropy, **kwargs)
 
     return build
 
 
 def metric(builder):
-    def build(mode):
-        model = conv4(None, channels=4, input_shape=SHAPE, batch_norm=mode)
+    def build(mode, impl):
+        model = conv4(None, channels=4, input_shape=SHAPE, batch_norm=mode, conv_impl=impl)
         return model, builder(model.apply, num_classes=WAYS)
 
     return build
 
 
-def cavia(mode):
-    model = conv4(WAYS, channels=4, input_shape=SHAPE, batch_norm=mode)
+def cavia(mode, impl):
+    model = conv4(WAYS, channels=4, input_shape=SHAPE, batch_norm=mode, conv_impl=impl)
     return model, jmeta.cavia(cavia_apply(model), cross_entropy, context_size=2, inner_lr=0.1)
 
 
@@ -77,8 +78,8 @@ ALGORITHMS = {
 }
 
 
-def predictions(algorithm, mode):
-    model, learner = ALGORITHMS[algorithm](mode)
+def predictions(algorithm, mode, impl=FAST_IMPL):
+    model, learner = ALGORITHMS[algorithm](mode, impl)
     meta_params = learner.init(model.init(jax.random.key(0)))
 
     @jax.jit
@@ -98,6 +99,13 @@ def test_one_query_moves_others_only_when_transductive(algorithm, mode):
         assert np.abs(before[1:] - after[1:]).max() > 1e-6
     else:
         np.testing.assert_array_equal(before[1:], after[1:])
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "protonet"])
+def test_exact_with_the_default_im2col_convolutions(algorithm):
+    before, after = predictions(algorithm, "support", impl="im2col")
+    np.testing.assert_array_equal(before[1:], after[1:])
+    assert not np.array_equal(before[0], after[0])
 
 
 @pytest.mark.parametrize("mode", MODES)
