@@ -8,14 +8,17 @@ later ones winning, from: the data set's defaults, the saved run (with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
-import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_USAGE = 2
-EXIT_DIVERGED = 1
+#: A run stopped by a fault (divergence, a disk error) or a result that could not be written.
+EXIT_STOPPED = 1
+EXIT_DIVERGED = EXIT_STOPPED
 
 # Flag help, in the order shown. (field, help, argparse options)
 _TRAIN_FLAGS: tuple[tuple[str, str, dict], ...] = (
@@ -156,6 +159,7 @@ def _preset_help(field: str, presets: dict) -> str:
 
 def _train(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     from jmeta.train import TrainingDiverged, config_from_dict, load_config, saved_config
+    from jmeta.train.lock import RunFolderBusy
     from jmeta.train.loop import run, setup
 
     options = vars(args)
@@ -166,43 +170,58 @@ def _train(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     flags = {k: v for k, v in options.items() if k not in ("command", "handler")}
     if "test_inner_steps" in flags:
         flags["test_inner_steps"] = tuple(flags["test_inner_steps"])
-    try:
-        base = None
-        if resume:
-            if "output_dir" not in flags:
-                parser.error("--resume needs --output-dir: the folder of the run to continue.")
-            base = saved_config(flags["output_dir"])
-        if config_file is not None:
-            base = config_from_dict(load_config(config_file), base)
-        prepared = setup(config_from_dict(flags, base), resume=resume, overwrite=overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
-        parser.error(str(err))
-    try:
-        result = run(prepared, progress=progress)
-    except TrainingDiverged as err:
-        print(f"jmeta train: stopped: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
+    with _one_line_warnings("train"):
+        try:
+            base = None
+            if resume:
+                if "output_dir" not in flags:
+                    parser.error("--resume needs --output-dir: the folder of the run to continue.")
+                base = saved_config(flags["output_dir"])
+            if config_file is not None:
+                base = config_from_dict(load_config(config_file), base)
+            prepared = setup(config_from_dict(flags, base), resume=resume, overwrite=overwrite)
+        except (ValueError, TypeError, OSError, RunFolderBusy) as err:
+            parser.error(str(err))
+        try:
+            result = run(prepared, progress=progress)
+        except TrainingDiverged as err:
+            print(f"jmeta train: stopped: {err}", file=sys.stderr)
+            return EXIT_STOPPED
+        except OSError as err:  # a disk fault: read-only folder, full disk
+            kept = prepared.checkpoints.steps()
+            intact = (
+                f"checkpoints {', '.join(map(str, kept))} in {prepared.checkpoints.directory} are "
+                "as they were; --resume continues once this is fixed"
+                if kept
+                else "no checkpoint had been written"
+            )
+            print(f"jmeta train: stopped: {err}; {intact}.", file=sys.stderr)
+            return EXIT_STOPPED
     print(result.summary())
     return 0
 
 
 def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     from jmeta.train import evaluate_checkpoint, saved_config
+    from jmeta.train.logs import write_json
     from jmeta.train.results import format_scores, scores_to_json
     from jmeta.train.scoring import find_run
 
-    try:
-        config = saved_config(find_run(args.checkpoint)[0])
-        scores, step = evaluate_checkpoint(
-            args.checkpoint,
-            split=args.split,
-            num_tasks=args.tasks,
-            seed=args.seed,
-            inner_steps=args.inner_steps,
-            data_dir=args.data_dir,
-        )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        parser.error(str(err))
+    if args.json is not None and not args.json.parent.is_dir():
+        parser.error(f"--json {args.json}: no such folder {args.json.parent}")
+    with _one_line_warnings("eval"):
+        try:
+            config = saved_config(find_run(args.checkpoint)[0])
+            scores, step = evaluate_checkpoint(
+                args.checkpoint,
+                split=args.split,
+                num_tasks=args.tasks,
+                seed=args.seed,
+                inner_steps=args.inner_steps,
+                data_dir=args.data_dir,
+            )
+        except (ValueError, TypeError, OSError) as err:
+            parser.error(str(err))
     tasks = args.tasks or config.eval_tasks
     seed = config.eval_seed if args.seed is None else args.seed
     header = (
@@ -211,8 +230,26 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     )
     print(format_scores(scores, regression=config.is_regression, header=header))
     if args.json is not None:
-        args.json.write_text(json.dumps({"step": step, "scores": scores_to_json(scores)}, indent=2))
+        try:
+            write_json(args.json, {"step": step, "scores": scores_to_json(scores)})
+        except OSError as err:
+            print(f"jmeta eval: error: {err} (the scores are printed above).", file=sys.stderr)
+            return EXIT_STOPPED
     return 0
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str):
+    """Show jmeta's warnings (a damaged checkpoint skipped) as ``jmeta CMD: warning: ...``."""
+    from jmeta.train.checkpoint import CheckpointWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"jmeta {command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CheckpointWarning)
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":

@@ -26,6 +26,15 @@ CONV_IMPLS = ("auto", "xla", "im2col")
 META_OPTIMIZERS = ("adam", "sgd")
 NO_SPLIT = "none"
 
+#: The fields that decide what meta-parameters a run makes (with ``meta_lr`` and
+#: ``num_steps``, which a resumed run may change): every checkpoint records them,
+#: and a checkpoint is refused where they differ from its run's configuration.
+PARAMETER_FIELDS = (
+    "algorithm", "dataset", "train_split", "image_size", "rotations", "augment", "ways",
+    "shots", "queries", "meta_batch_size", "inner_steps", "inner_lr", "first_order",
+    "meta_optimizer", "seed", "model", "width", "batch_norm", "conv_impl",
+)  # fmt: skip
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:

@@ -1,5 +1,12 @@
-"""Trainer tests never write to the user's cache or read Omniglot from the environment."""
+"""Trainer tests never write to the user's cache or read Omniglot from the environment.
 
+They also share a persistent compilation cache (one per test process): the many
+tiny runs of these tests compile the same few programs, which XLA then compiles
+once. Tracing and lowering still happen in every run, so what each test runs
+is unchanged.
+"""
+
+import jax
 import pytest
 
 
@@ -7,3 +14,16 @@ import pytest
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("JMETA_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("JMETA_OMNIGLOT_DIR", raising=False)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")  # fmt: skip
+    before = {name: getattr(jax.config, name) for name in names}
+    values = (str(tmp_path_factory.mktemp("xla-cache")), 0.0, 0)
+    for name, value in zip(names, values, strict=True):
+        jax.config.update(name, value)
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
