@@ -18,7 +18,6 @@ from pathlib import Path
 EXIT_USAGE = 2
 #: A run stopped by a fault (divergence, a disk error) or a result that could not be written.
 EXIT_STOPPED = 1
-EXIT_DIVERGED = EXIT_STOPPED
 
 # Flag help, in the order shown. (field, help, argparse options)
 _TRAIN_FLAGS: tuple[tuple[str, str, dict], ...] = (

@@ -117,6 +117,8 @@ class RunLock:
             os.close(self._fd)  # closing the last descriptor releases the flock
             self._fd = None
 
+    __del__ = release  # a lock dropped without release() is released with it
+
 
 def _holder(fd: int) -> str:
     """Who holds the lock, as its holder wrote it: ``PID 12 on host h, since ...``."""

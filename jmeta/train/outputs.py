@@ -201,8 +201,9 @@ class RunFolder:
 
     def started(self) -> None:
         """The run has taken its first steps: delete the run it replaced, if any."""
-        self._started = True
-        shutil.rmtree(self.path / REPLACED, ignore_errors=True)
+        if not self._started:
+            self._started = True
+            shutil.rmtree(self.path / REPLACED, ignore_errors=True)
 
     def abandon(self) -> None:
         """Undo :meth:`start` after an error before the run started: put a replaced run

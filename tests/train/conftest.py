@@ -8,6 +8,7 @@ is unchanged.
 
 import jax
 import pytest
+from tiny_runs import tiny_sinusoid
 
 
 @pytest.fixture(autouse=True)
@@ -27,3 +28,21 @@ def _compilation_cache(tmp_path_factory):
     yield
     for name, value in before.items():
         jax.config.update(name, value)
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """A finished tiny run (20 steps, checkpoints 10 and 20, one test-time step count).
+
+    Its folder also holds a user's notes, and a user's file in ``checkpoints/``. Copy it
+    before changing anything.
+    """
+    from jmeta.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "finished"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with jax.numpy_dtype_promotion("standard"):  # optax.adam
+        train(tiny_sinusoid(out, test_inner_steps=(1,)), progress=False)
+    (out / "checkpoints" / "my_model.pt").write_bytes(b"someone's weights")
+    return out

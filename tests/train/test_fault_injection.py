@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -266,3 +267,22 @@ def test_a_live_run_refuses_a_second_writer_and_can_be_scored(zygote, reference,
     status, err = zygote.run(train_argv(root, live, "--resume"), tmp_path / "resumed")
     assert status == 0, err
     assert_same_run(reference, live)
+
+
+def test_a_replacement_killed_before_it_started_keeps_the_old_run_aside(
+    zygote, reference, tmp_path
+):
+    reference, _ = reference
+    root, out = reference.parent, tmp_path / "run"
+    shutil.copytree(reference, out)
+    old = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".jmeta-lock"}
+    plan = {"action": "kill", "phase": "step", "occurrence": 1, "delay": 0.0}
+    status, err = zygote.run(train_argv(root, out, "--overwrite"), tmp_path / "killed", plan)
+    assert status == -signal.SIGKILL, err
+    aside = out / ".jmeta-replaced"
+    assert {n: (aside / n).read_bytes() for n in old} == old  # the old run, whole
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == ["30", "40"]
+    status, err = zygote.run(train_argv(root, out, "--resume"), tmp_path / "resumed")
+    assert status == 0, err
+    assert not aside.exists()  # deleted once the new run had started
+    assert_same_run(reference, out)

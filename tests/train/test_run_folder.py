@@ -1,7 +1,6 @@
 """A run folder never loses data and never lies: ownership, replacement, the lock, resume rules.
 
-Most tests copy one finished tiny run (20 steps, checkpoints 10 and 20) and
-act on the copy.
+Most tests act on a copy of one finished tiny run (the ``finished`` fixture).
 """
 
 from __future__ import annotations
@@ -17,8 +16,9 @@ import pytest
 from tiny_runs import tiny_sinusoid
 
 import jmeta.train.loop as loop
+from jmeta.cli import main
 from jmeta.train import Checkpoints, TrainingDiverged, evaluate_checkpoint, train
-from jmeta.train.checkpoint import CheckpointMismatch
+from jmeta.train.checkpoint import CheckpointMismatch, CheckpointWarning
 from jmeta.train.lock import RunFolderBusy, RunLock
 
 pytestmark = pytest.mark.standard_promotion  # the meta-optimizer is optax.adam
@@ -31,18 +31,6 @@ def snapshot(folder):
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != ".jmeta-lock"
     }
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished 20-step run; its folder holds a user's notes, and a user's file in checkpoints/."""
-    out = tmp_path_factory.mktemp("runs") / "finished"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    with jax.numpy_dtype_promotion("standard"):
-        train(tiny_sinusoid(out, test_inner_steps=(1,)), progress=False)
-    (out / "checkpoints" / "my_model.pt").write_bytes(b"someone's weights")
-    return out
 
 
 @pytest.fixture
@@ -213,3 +201,41 @@ def test_after_divergence_only_states_training_can_continue_from_are_kept(tmp_pa
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(result.state))
     resumed = json.loads((out / "jmeta-run.json").read_text())["resumes"][-1]
     assert (resumed["from_step"], resumed["changes"]) == (12, {"meta_lr": [5.0, 0.5]})
+
+
+def test_jmeta_eval_skips_a_damaged_checkpoint_and_says_so_in_one_line(run, capsys):
+    out, _ = run
+    data = sorted((out / "checkpoints/20/state/ocdbt.process_0/d").iterdir())[0]
+    flipped = bytearray(data.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x10
+    data.write_bytes(bytes(flipped))
+    assert main(["eval", "--checkpoint", str(out)]) == 0
+    stdout, err = capsys.readouterr()
+    assert "maml checkpoint at step 10, test split" in stdout
+    name = data.relative_to(out / "checkpoints/20").as_posix()
+    assert err.splitlines() == [
+        f"jmeta eval: warning: checkpoint 20 in {out / 'checkpoints'} is damaged (1 file(s) "
+        f"differ from their checksums: {name}); using checkpoint 10, the newest intact one."
+    ]
+    with pytest.raises(SystemExit):
+        main(["eval", "--checkpoint", str(out / "checkpoints/20")])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"jmeta eval: error: checkpoint 20 in {out / 'checkpoints'} is damaged: 1 file(s) differ "
+        f"from their checksums: {name}. Intact checkpoints: [10]."
+    )
+
+
+def test_a_resume_from_a_damaged_checkpoint_falls_back_and_ends_the_same(run, finished):
+    out, config = run
+    manifest = out / "checkpoints/20/checkpoint.json"
+    (out / "checkpoints/20" / next(iter(json.loads(manifest.read_text())["files"]))).unlink()
+    damaged = (
+        r"checkpoint 20 in .* is damaged \(1 file\(s\) missing: state/.*\); using checkpoint 10"
+    )
+    with pytest.warns(CheckpointWarning, match=damaged):
+        result = train(config, resume=True, progress=False)
+    assert int(result.state.step) == 20
+    resumed = json.loads((out / "jmeta-run.json").read_text())["resumes"][-1]
+    assert (resumed["from_step"], resumed["deleted_damaged_checkpoints"]) == (10, [20])
+    assert Checkpoints(out / "checkpoints").verify(20) is None  # written again, intact
+    assert (out / "results.json").read_bytes() == (finished / "results.json").read_bytes()
