@@ -1,8 +1,9 @@
 """Disk faults end with one line naming the path and the problem, and lose no checkpoint.
 
-Real faults where this process may make them: a read-only folder (permissions
-for a user; a read-only bind mount for root, whom permissions do not stop) and
-a full disk (a small tmpfs, filled up mid-run; root only, skipped otherwise).
+Real faults where this process may make them: a read-only folder (permissions,
+or a read-only bind mount where permissions do not stop this process, as for
+root) and a full disk (a small tmpfs, filled up mid-run; skipped where this
+process may not mount).
 A full disk at the last write (``results.json``) is injected at ``os.replace``.
 """
 
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,19 @@ from jmeta.train import Checkpoints
 
 pytestmark = pytest.mark.standard_promotion  # the meta-optimizer is optax.adam
 
-ROOT = os.geteuid() == 0
+
+@functools.cache
+def permissions_apply() -> bool:
+    """Whether a folder without write permission stops this process (not so for root)."""
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o555)
+        try:
+            Path(folder, "probe").touch()
+        except PermissionError:
+            return True
+        finally:
+            os.chmod(folder, 0o755)
+        return False
 
 
 def jmeta(argv, capsys):
@@ -54,7 +69,7 @@ def _mount(*args: str) -> None:
 @contextlib.contextmanager
 def read_only(folder: Path):
     """``folder`` made read-only; yields the error it then gives (``strerror``)."""
-    if not ROOT:
+    if permissions_apply():
         paths = [folder, *folder.rglob("*")]
         modes = {p: p.stat().st_mode for p in paths}
         for p in paths:
@@ -75,9 +90,7 @@ def read_only(folder: Path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MiB tmpfs (root only), unmounted after the test."""
-    if not ROOT:
-        pytest.skip("mounting a tmpfs needs root")
+    """A 4 MiB tmpfs, unmounted after the test (skipped where this process may not mount)."""
     disk = tmp_path / "disk"
     disk.mkdir()
     _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk))
