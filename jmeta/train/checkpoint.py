@@ -41,7 +41,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jmeta.train.lock import WriteError
+from jmeta.train.lock import WriteError, os_error_code
 
 MANIFEST = "checkpoint.json"
 STATE = "state"
@@ -120,6 +120,8 @@ class Checkpoints:
             os.replace(tmp, final)
         except Exception as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            if not isinstance(err, OSError) and os_error_code(str(err)) is None:
+                raise  # not a disk fault (tensorstore reports those with their errno)
             raise WriteError(f"checkpoint {step} in {self.directory}", err) from None
         for old in self.steps()[: -self.keep]:
             self._remove(self.directory / str(old))

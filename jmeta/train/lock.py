@@ -37,7 +37,7 @@ class WriteError(OSError):
     """
 
     def __init__(self, what: str | Path, err: BaseException):
-        code = getattr(err, "errno", None) or _os_error_code(str(err))
+        code = getattr(err, "errno", None) or os_error_code(str(err))
         reason = getattr(err, "strerror", None) or (os.strerror(code) if code else None)
         super().__init__(code, reason or str(err).strip().splitlines()[0])
         self.what = str(what)
@@ -46,7 +46,7 @@ class WriteError(OSError):
         return f"cannot write {self.what}: {self.strerror}"
 
 
-def _os_error_code(message: str) -> int | None:
+def os_error_code(message: str) -> int | None:
     """The errno in a tensorstore message (``... [os_error_code='28']``), if any."""
     marker = "os_error_code='"
     if marker in message:

@@ -262,6 +262,7 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
             state, metrics = compiled[length](state, train_key, problem.train.data)
             metrics = jax.device_get(metrics)
             seconds = time.perf_counter() - tick
+            folder.started()  # its first call ran: a run it replaced can go
             finite = np.asarray(metrics.pop("finite"))
             applied = int(finite.argmin()) if not finite.all() else length
             if applied:
@@ -274,7 +275,6 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
                 bar.set_postfix(postfix, refresh=False)
             if applied < length:
                 _diverged(config, done + applied, metrics, applied, ckpts, folder)
-            folder.started()
             done = int(state.step)
             if config.eval_interval and done % config.eval_interval == 0 and problem.val:
                 scores = validate(config, test_learner, state.meta_params, problem.val)

@@ -206,22 +206,21 @@ class RunFolder:
             shutil.rmtree(self.path / REPLACED, ignore_errors=True)
 
     def abandon(self) -> None:
-        """Undo :meth:`start` after an error before the run started: put a replaced run
-        back; remove a new run's files (a resumed run keeps its folder as it is)."""
-        if self._started or not self._wrote or self.mode == "resume":
+        """Undo :meth:`start` after an error before the run started: remove the new run's
+        files and put a replaced run back (a resumed run keeps its folder as it is)."""
+        if self._started or self.mode == "resume":
             return
+        if self._wrote:
+            for entry in jmeta_entries(self.path):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            self._wrote = False
         aside = self.path / REPLACED
-        if self.mode == "overwrite" and not aside.is_dir():
-            return  # nothing was moved
-        for entry in jmeta_entries(self.path):
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        if self.mode == "overwrite":
+        if self.mode == "overwrite" and aside.is_dir():
             for entry in jmeta_entries(aside):
                 target = self.path / entry.relative_to(aside)
                 target.parent.mkdir(exist_ok=True)
                 os.replace(entry, target)
             shutil.rmtree(aside, ignore_errors=True)
-        self._wrote = False
 
     def close(self) -> None:
         """Release the lock; a new run's folder that failed before writing anything goes."""
