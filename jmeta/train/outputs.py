@@ -125,6 +125,7 @@ class RunFolder:
         """Lock ``path`` (creating it if needed) and check it can take the run.
 
         Raises:
+          ValueError: both ``resume`` and ``overwrite``.
           RunFolderBusy: another process is writing the folder.
           FileExistsError: it holds a run and neither flag is set, or it holds
             run-like files that jmeta did not write (never deleted).
@@ -183,9 +184,13 @@ class RunFolder:
                 self._move_aside()
             self._wrote = True
             if self.mode == "resume":
-                record = dict(self.record or {}, diverged=None)
-                record["resumes"] = [*record.get("resumes", []), resumed or {}]
+                resumed = resumed or {}
+                # Continuing from step 0 means no checkpoint is left to continue from.
+                record = dict(self.record or {}, diverged=None,
+                              checkpointed=resumed.get("from_step", 0) > 0)  # fmt: skip
+                record["resumes"] = [*record.get("resumes", []), resumed]
             else:
+                self.record = None  # a replaced run's record goes with it
                 record = {"format": FORMAT, "jmeta": _version(), "checkpointed": False,
                           "diverged": None, "resumes": []}  # fmt: skip
             self.update(**record)

@@ -14,6 +14,7 @@ from jmeta.train import (
     train,
 )
 from jmeta.train.logs import TIMING_KEYS
+from jmeta.train.loop import setup
 
 pytestmark = pytest.mark.standard_promotion  # the meta-optimizer is optax.adam
 
@@ -140,8 +141,11 @@ def test_non_finite_loss_stops_and_keeps_no_checkpoint_that_cannot_continue(tmp_
     records = read_metrics(tmp_path / "run/metrics.jsonl")
     assert all(np.isfinite(r["loss"]) for r in records) and records[-1]["step"] == err.step
     assert not (tmp_path / "run/results.json").exists()
-    # The advice can be followed: from step 0, since no checkpoint precedes the divergence.
-    result = train(config.replace(meta_lr=0.3, num_steps=4), resume=True, progress=False)
+    # The advice can be followed: from step 0, since no checkpoint precedes the divergence,
+    # also after a first try that stopped before its first checkpoint (here: right after setup).
+    smaller = config.replace(meta_lr=0.3, num_steps=4)
+    setup(smaller, resume=True).folder.close()
+    result = train(smaller, resume=True, progress=False)
     assert int(result.state.step) == 4 and np.isfinite(result.test[1]["loss"].mean)
     assert [r["step"] for r in read_metrics(tmp_path / "run/metrics.jsonl")][:2] == [2, 4]
 
