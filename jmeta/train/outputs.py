@@ -58,8 +58,17 @@ def saved_config(output_dir: str | Path) -> TrainConfig:
     """The resolved configuration a run saved in ``output_dir``."""
     path = Path(output_dir) / CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{output_dir} holds no run: {CONFIG} not found.")
+        raise FileNotFoundError(_no_run(Path(output_dir)))
     return resolve_config(config_from_dict(json.loads(path.read_text())))
+
+
+def _no_run(folder: Path) -> str:
+    if (folder / MARKER).is_file():  # marked, then stopped before its config was written
+        return (
+            f"{folder} holds no run: {CONFIG} not found (the run was stopped before it had "
+            "started; start it again with --overwrite)."
+        )
+    return f"{folder} holds no run: {CONFIG} not found."
 
 
 def read_record(folder: str | Path) -> dict[str, Any] | None:
@@ -149,11 +158,7 @@ class RunFolder:
                 )
             if resume:
                 if record is None or not (path / CONFIG).is_file():
-                    raise FileNotFoundError(
-                        f"{path} holds no run to resume: {CONFIG} not found"
-                        + (" (the run was stopped before it had started; start it again with "
-                           "--overwrite)." if record is not None else ".")
-                    )  # fmt: skip
+                    raise FileNotFoundError(_no_run(path))
                 mode = "resume"
             elif record is not None:
                 if not overwrite:

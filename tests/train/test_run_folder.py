@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 
@@ -20,6 +21,8 @@ from jmeta.cli import main
 from jmeta.train import Checkpoints, TrainingDiverged, evaluate_checkpoint, train
 from jmeta.train.checkpoint import CheckpointMismatch, CheckpointWarning
 from jmeta.train.lock import RunFolderBusy, RunLock
+from jmeta.train.logs import write_json
+from jmeta.train.outputs import RunFolder
 
 pytestmark = pytest.mark.standard_promotion  # the meta-optimizer is optax.adam
 
@@ -239,3 +242,23 @@ def test_a_resume_from_a_damaged_checkpoint_falls_back_and_ends_the_same(run, fi
     assert (resumed["from_step"], resumed["deleted_damaged_checkpoints"]) == (10, [20])
     assert Checkpoints(out / "checkpoints").verify(20) is None  # written again, intact
     assert (out / "results.json").read_bytes() == (finished / "results.json").read_bytes()
+
+
+def test_a_run_killed_before_its_config_was_written_is_started_again_with_overwrite(
+    tmp_path, capsys
+):
+    out = tmp_path / "run"
+    out.mkdir()
+    write_json(out / "jmeta-run.json", {"format": 1, "checkpointed": False, "resumes": []})
+    advice = (
+        rf"{out} holds no run: config.json not found \(the run was stopped before it had "
+        r"started; start it again with --overwrite\)\."
+    )
+    with pytest.raises(FileNotFoundError, match=advice):
+        train(tiny_sinusoid(out), resume=True, progress=False)
+    with pytest.raises(SystemExit):
+        main(["train", "--output-dir", str(out), "--resume"])
+    assert re.fullmatch(f"jmeta train: error: {advice}", capsys.readouterr().err.splitlines()[-1])
+    folder = RunFolder.open(out, overwrite=True)  # what --overwrite does first
+    assert folder.mode == "overwrite"
+    folder.close()
