@@ -1,10 +1,12 @@
 """Fault injection: SIGKILL at seeded random moments, damaged checkpoints, two writers.
 
 A tiny sinusoid run is trained once without faults (the reference), and once
-as a victim killed with SIGKILL at least 20 times, at random moments inside
-the phases of a run (compiled steps, checkpoint writes, validation, the final
-test, metric lines, run-record updates), each time resumed with ``--resume``;
-twice its newest checkpoint is damaged (a flipped bit, a deleted file) before
+as a victim killed with SIGKILL 20 times, each time resumed with ``--resume``:
+from inside, at a seeded random moment of a chosen phase of the run (compiled
+steps, checkpoint writes, validation, the final test, metric lines, run-record
+updates; a timer thread sends the signal, so it lands wherever the work has
+got to), and every fifth time from outside, at a random moment of the life.
+Twice its newest checkpoint is damaged (a flipped bit, a deleted file) before
 the resume. The victim must end exactly as the reference: the same
 checkpoints, the same ``metrics.jsonl`` without its timing fields, and a
 ``results.json`` equal byte for byte.
