@@ -293,9 +293,11 @@ def _is_step(path: Path) -> bool:
     return path.name.isdigit() and path.is_dir()
 
 
-def is_checkpoint_entry(name: str) -> bool:
-    """Whether ``name`` in a checkpoints folder is one jmeta writes (a step, or a temporary)."""
-    return name.isdigit() or (name.startswith(".") and name.endswith((".partial", ".deleting")))
+def is_checkpoint_entry(path: Path) -> bool:
+    """Whether ``path`` in a checkpoints folder is one jmeta writes (a step, or a temporary)."""
+    name = path.name
+    temporary = name.startswith(".") and name.endswith((".partial", ".deleting"))
+    return path.is_dir() and (name.isdigit() or temporary)
 
 
 def _sha256(path: Path) -> str:

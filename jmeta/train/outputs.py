@@ -44,7 +44,7 @@ _FILES = (MARKER, CONFIG, METRICS, RESULTS, TIMINGS, CURVES)
 #: jmeta's folders, and which of their entries it writes.
 _FOLDERS = {
     CHECKPOINTS: is_checkpoint_entry,
-    TENSORBOARD: lambda name: name.startswith("events.out.tfevents."),
+    TENSORBOARD: lambda path: path.name.startswith("events.out.tfevents."),
 }
 
 
@@ -97,7 +97,7 @@ def jmeta_entries(folder: Path) -> list[Path]:
     found = [folder / name for name in _FILES if (folder / name).is_file()]
     for name, ours in _FOLDERS.items():
         if (folder / name).is_dir():
-            found += [p for p in sorted((folder / name).iterdir()) if ours(p.name)]
+            found += [p for p in sorted((folder / name).iterdir()) if ours(p)]
     return found
 
 
