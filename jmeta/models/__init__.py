@@ -47,6 +47,14 @@ the number of tasks, im2col is 20 to 40 times faster
 remains available.
 """
 
+from jmeta.models._layers import (
+    BATCH_NORM_MODES,
+    CONV_IMPLS,
+    DEFAULT_CONV_IMPL,
+    DEFAULT_CONV_IMPL_REASON,
+    BatchNormMode,
+    ConvImpl,
+)
 from jmeta.models.adapters import from_equinox, from_linen, from_nnx
 from jmeta.models.conv4 import conv4
 from jmeta.models.mlp import mlp
@@ -54,6 +62,12 @@ from jmeta.models.resnet12 import resnet12
 from jmeta.types import Model
 
 __all__ = [
+    "BATCH_NORM_MODES",
+    "CONV_IMPLS",
+    "BatchNormMode",
+    "ConvImpl",
+    "DEFAULT_CONV_IMPL",
+    "DEFAULT_CONV_IMPL_REASON",
     "Model",
     "conv4",
     "from_equinox",

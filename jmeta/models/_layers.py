@@ -24,6 +24,14 @@ ConvImpl = Literal["xla", "im2col"]
 
 BATCH_NORM_MODES: tuple[str, ...] = ("transductive", "support", "none")
 CONV_IMPLS: tuple[str, ...] = ("xla", "im2col")
+#: The ``conv_impl`` of :func:`~jmeta.models.conv4` and :func:`~jmeta.models.resnet12` when
+#: none is given (what the trainer's ``conv_impl="auto"`` picks), and the reason in words for
+#: help texts. Change both together.
+DEFAULT_CONV_IMPL: ConvImpl = "im2col"
+DEFAULT_CONV_IMPL_REASON = (
+    "im2col on every backend, faster than XLA's grouped convolutions under vmap over "
+    "per-task kernels"
+)
 BATCH_NORM_EPSILON = 1e-5
 
 

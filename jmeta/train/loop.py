@@ -31,6 +31,7 @@ from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.config import TrainConfig, resolve_config
 from jmeta.train.logs import MetricsLog, plot_curves, read_metrics, write_json
+from jmeta.train.memory import check_memory
 from jmeta.train.problem import Problem, Split, build_problem
 from jmeta.train.results import Scores, format_scores, scores_to_json
 from jmeta.train.resume import made_by, plan_resume
@@ -100,7 +101,7 @@ def train(
     """Meta-train, validate, checkpoint and test, as ``config`` says.
 
     Args:
-      config: a :class:`TrainConfig`; ``None`` fields take the data set's defaults.
+      config: a :class:`TrainConfig` (its presets were applied when it was made).
       resume: continue the run in ``config.output_dir`` from its newest intact
         checkpoint. The saved configuration must match, except ``num_steps``,
         ``meta_lr`` and ``data_dir`` (see :mod:`jmeta.train.resume`).
@@ -148,12 +149,12 @@ class Setup(NamedTuple):
 
 
 def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Setup:
-    """Check the config and data, lock and check the output folder, build or restore the state.
+    """Check the data and memory, lock and check the output folder, build or restore the state.
 
-    The first half of :func:`train`: the errors of bad input (config, data,
+    The first half of :func:`train`: the errors of bad input (data, memory,
     output folder, checkpoint, resume rules) are raised here, before anything
-    is written or replaced. On success the output folder is locked until
-    :func:`run` ends.
+    is written or replaced; the config checked its own fields when it was
+    made. On success the output folder is locked until :func:`run` ends.
     """
     config = resolve_config(config)
     if resume and overwrite:
@@ -165,6 +166,7 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     config = config.replace(output_dir=str(out))
     train_learner, test_learner = build_learners(config, problem)
     step = jmeta.meta_train_step(train_learner, meta_optimizer(config))
+    check_memory(config, problem, step, train_learner)  # and that a meta-batch can fit
     like, train_key = initial_state(step, train_learner, problem.model, config.seed, abstract=True)
     folder = outputs.RunFolder.open(out, resume=resume, overwrite=overwrite)
     try:
@@ -194,6 +196,7 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
     config, out, problem = prepared.config, prepared.output_dir, prepared.problem
     folder, state = prepared.folder, prepared.state
     first = int(state.step)
+    assert problem.train is not None and problem.test is not None  # setup loads every split
     try:
         log = MetricsLog(
             out / outputs.METRICS,

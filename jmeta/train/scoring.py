@@ -13,7 +13,7 @@ import jmeta
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
-from jmeta.train.config import NO_SPLIT, TrainConfig, resolve_config
+from jmeta.train.config import NO_SPLIT, ConfigError, TrainConfig
 from jmeta.train.problem import Split, build_problem
 from jmeta.train.results import Scores
 from jmeta.train.resume import expected
@@ -54,6 +54,10 @@ def test_scores(config: TrainConfig, learner: MetaLearner, meta_params, split: S
         )
         for k in config.test_inner_steps
     }
+
+
+#: The config fields that :func:`evaluate_checkpoint`'s arguments set.
+_ARGUMENTS = {"eval_tasks": "num_tasks", "eval_seed": "seed", "test_inner_steps": "inner_steps"}
 
 
 def find_run(path: str | Path) -> tuple[Path, int | None]:
@@ -100,6 +104,8 @@ def evaluate_checkpoint(
     deleted, which the restore notices (and then reads the newest again).
 
     Raises:
+      ConfigValueError, ConfigTypeError: a bad argument (the message names it).
+      ValueError, FileNotFoundError: a bad ``split`` or ``path``.
       CheckpointDamaged: the checkpoint named (or every one) is damaged.
       CheckpointMismatch: the checkpoint was made by another algorithm or
         configuration than the run's ``config.json`` says.
@@ -108,14 +114,12 @@ def evaluate_checkpoint(
         raise ValueError(f"split must be 'test' or 'val'; got {split!r}.")
     run_dir, step = find_run(path)
     config = outputs.saved_config(run_dir)
-    changes = {"data_dir": data_dir} if data_dir is not None else {}
-    if num_tasks is not None:
-        changes["eval_tasks"] = num_tasks
-    if seed is not None:
-        changes["eval_seed"] = seed
-    if inner_steps is not None:
-        changes["test_inner_steps"] = tuple(inner_steps)
-    config = resolve_config(config.replace(**changes))  # checks the overrides
+    overrides = {"data_dir": data_dir, "eval_tasks": num_tasks, "eval_seed": seed,
+                 "test_inner_steps": inner_steps}  # fmt: skip
+    try:  # checks the overrides; errors name this function's arguments
+        config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as err:
+        raise err.renamed(_ARGUMENTS) from None
     if split == "val" and config.val_split == NO_SPLIT:
         raise ValueError(f"the run in {run_dir} has no validation split.")
     problem = build_problem(config, splits=(split,))
@@ -125,4 +129,5 @@ def evaluate_checkpoint(
     with Checkpoints(run_dir / outputs.CHECKPOINTS, keep=config.keep_checkpoints) as ckpts:
         state = ckpts.restore(like=like, step=step, expect=expected(config))
     target = problem.test if split == "test" else problem.val
+    assert target is not None  # loaded above
     return test_scores(config, test_learner, state.meta_params, target), int(state.step)

@@ -215,8 +215,8 @@ def test_cavia_adapts_a_context_on_sinusoid(tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"algorithm": "protonet"}, "--algo protonet .* needs an image data set"),
-        ({"algorithm": "cavia", "dataset": "omniglot"}, "--algo cavia .* sinusoid regression"),
+        ({"algorithm": "protonet"}, "^algorithm protonet .* needs an image data set"),
+        ({"algorithm": "cavia", "dataset": "omniglot"}, "^algorithm cavia .* sinusoid regression"),
     ],
 )
 def test_algorithm_and_data_set_must_fit(tmp_path, changes, message):
