@@ -47,8 +47,9 @@ def run(finished, tmp_path):
 def test_overwrite_checks_everything_before_it_deletes_anything(run):
     out, config = run
     before = snapshot(out)
-    with pytest.raises((OverflowError, ValueError)):  # a seed past int32: nothing is touched
-        train(config.replace(seed=3_000_000_000), overwrite=True, progress=False)
+    # A meta-batch that cannot fit in memory is refused while setting up: nothing is touched.
+    with pytest.raises(ValueError, match="meta_batch_size 100000000 needs at least an estimated"):
+        train(config.replace(meta_batch_size=100_000_000), overwrite=True, progress=False)
     assert snapshot(out) == before
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [".jmeta-lock", "jmeta-run.json", "config.json", "metrics.jsonl", "checkpoints",
