@@ -104,7 +104,7 @@ def train(
       config: a :class:`TrainConfig` (its presets were applied when it was made).
       resume: continue the run in ``config.output_dir`` from its newest intact
         checkpoint. The saved configuration must match, except ``num_steps``,
-        ``meta_lr`` and ``data_dir`` (see :mod:`jmeta.train.resume`).
+        ``meta_lr`` and ``data_dir`` (docs/training.md, "Checkpoints and resuming").
       overwrite: replace the run in an existing ``output_dir`` (only files
         jmeta wrote, once the new run has started).
       progress: show a progress bar (tqdm, on stderr).

@@ -98,7 +98,7 @@ def evaluate_checkpoint(
       ``({inner steps: {metric: Estimate}}, checkpoint step)``.
 
     The newest checkpoint is the newest intact one (a damaged newer one is
-    skipped with a :class:`~jmeta.train.checkpoint.CheckpointWarning`). No lock
+    skipped with a :class:`~jmeta.train.CheckpointWarning`). No lock
     is taken, so a run that is still training can be scored: ``config.json`` is
     replaced atomically and a complete checkpoint is never modified, only
     deleted, which the restore notices (and then reads the newest again).
