@@ -10,15 +10,17 @@ name the flag, or the file and key a value came from.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
-import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
-EXIT_DIVERGED = 1
+#: A run stopped by a fault (divergence, a disk error) or a result that could not be written.
+EXIT_STOPPED = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,6 +138,7 @@ class _Sources:
 
 def _train(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     from jmeta.train import TrainingDiverged, config_from_dict, load_config, saved_config
+    from jmeta.train.lock import RunFolderBusy
     from jmeta.train.loop import run, setup
 
     options = vars(args)
@@ -145,49 +148,64 @@ def _train(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     config_file = options.pop("config", None)
     flags = {k: v for k, v in options.items() if k not in ("command", "handler")}
     sources = _Sources(flags, config_file)
-    try:
-        base = None
-        if resume:
-            if "output_dir" not in flags:
-                parser.error("--resume needs --output-dir: the folder of the run to continue.")
-            base = saved_config(flags["output_dir"])
-        values = {}
-        if config_file is not None:
-            try:
-                values = load_config(config_file)
-            except (ValueError, FileNotFoundError) as err:
-                parser.error(f"--config: {err}")
-            sources.file_fields = set(values)
-        config = config_from_dict({**values, **flags}, base)
-        prepared = setup(config, resume=resume, overwrite=overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
-        parser.error(sources.message(err))
-    try:
-        result = run(prepared, progress=progress)
-    except TrainingDiverged as err:
-        print(f"jmeta train: stopped: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
+    with _one_line_warnings("train"):
+        try:
+            base = None
+            if resume:
+                if "output_dir" not in flags:
+                    parser.error("--resume needs --output-dir: the folder of the run to continue.")
+                base = saved_config(flags["output_dir"])
+            values = {}
+            if config_file is not None:
+                try:
+                    values = load_config(config_file)
+                except (ValueError, FileNotFoundError) as err:
+                    parser.error(f"--config: {err}")
+                sources.file_fields = set(values)
+            config = config_from_dict({**values, **flags}, base)
+            prepared = setup(config, resume=resume, overwrite=overwrite)
+        except (ValueError, TypeError, OSError, RunFolderBusy) as err:
+            parser.error(sources.message(err))
+        try:
+            result = run(prepared, progress=progress)
+        except TrainingDiverged as err:
+            print(f"jmeta train: stopped: {err}", file=sys.stderr)
+            return EXIT_STOPPED
+        except OSError as err:  # a disk fault: read-only folder, full disk
+            kept = prepared.checkpoints.steps()
+            intact = (
+                f"checkpoints {', '.join(map(str, kept))} in {prepared.checkpoints.directory} are "
+                "as they were; --resume continues once this is fixed"
+                if kept
+                else "no checkpoint had been written"
+            )
+            print(f"jmeta train: stopped: {err}; {intact}.", file=sys.stderr)
+            return EXIT_STOPPED
     print(result.summary())
     return 0
 
 
 def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     from jmeta.train import evaluate_checkpoint, saved_config
+    from jmeta.train.logs import write_json
     from jmeta.train.results import format_scores, scores_to_json
     from jmeta.train.scoring import find_run
 
-    try:
-        config = saved_config(find_run(args.checkpoint)[0])
-        scores, step = evaluate_checkpoint(
-            args.checkpoint,
-            split=args.split,
-            num_tasks=args.tasks,
-            seed=args.seed,
-            inner_steps=args.inner_steps,
-            data_dir=args.data_dir,
-        )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        parser.error(_eval_message(err))
+    if args.json is not None and not args.json.parent.is_dir():
+        parser.error(f"--json {args.json}: no such folder {args.json.parent}")
+    with _one_line_warnings("eval"):
+        try:
+            config = saved_config(find_run(args.checkpoint)[0])
+            scores, step = evaluate_checkpoint(
+                args.checkpoint,
+                split=args.split,
+                num_tasks=args.tasks,
+                seed=args.seed,
+                inner_steps=args.inner_steps,
+                data_dir=args.data_dir,
+            )
+        except (ValueError, TypeError, OSError) as err:
+            parser.error(_eval_message(err))
     tasks = args.tasks or config.eval_tasks
     seed = config.eval_seed if args.seed is None else args.seed
     header = (
@@ -196,7 +214,11 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     )
     print(format_scores(scores, regression=config.is_regression, header=header))
     if args.json is not None:
-        args.json.write_text(json.dumps({"step": step, "scores": scores_to_json(scores)}, indent=2))
+        try:
+            write_json(args.json, {"step": step, "scores": scores_to_json(scores)})
+        except OSError as err:
+            print(f"jmeta eval: error: {err} (the scores are printed above).", file=sys.stderr)
+            return EXIT_STOPPED
     return 0
 
 
@@ -209,6 +231,20 @@ def _eval_message(err: BaseException) -> str:
         return str(err)
     flags = {"num_tasks": "--tasks", "seed": "--seed", "inner_steps": "--inner-steps"}
     return err.render(lambda f: flags.get(f) or (_flag(f) if f in FIELDS else f))
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str):
+    """Show jmeta's warnings (a damaged checkpoint skipped) as ``jmeta CMD: warning: ...``."""
+    from jmeta.train.checkpoint import CheckpointWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"jmeta {command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CheckpointWarning)
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":

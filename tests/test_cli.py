@@ -234,6 +234,9 @@ def test_divergence_exits_1_with_the_step(tmp_path, capsys):
     status, _, err = run(argv, capsys)
     assert status == 1
     assert "jmeta train: stopped: meta-step" in err and "non-finite" in err
+    # It diverged in its first compiled call: the run it made stays, to be resumed as advised.
+    record = json.loads((tmp_path / "run" / "jmeta-run.json").read_text())
+    assert record["diverged"]["meta_lr"] == 1e4 and (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 def test_eval_of_a_folder_without_a_run(tmp_path, capsys):

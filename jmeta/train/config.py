@@ -51,6 +51,15 @@ _STEPS = "the step counter is int32"
 _SIZE = "sizes are int32 in JAX"
 _CI = "for a confidence interval"
 
+#: The fields that decide what meta-parameters a run makes (with ``meta_lr`` and
+#: ``num_steps``, which a resumed run may change): every checkpoint records them,
+#: and a checkpoint is refused where they differ from its run's configuration.
+PARAMETER_FIELDS = (
+    "algorithm", "dataset", "train_split", "image_size", "rotations", "augment", "ways",
+    "shots", "queries", "meta_batch_size", "inner_steps", "inner_lr", "first_order",
+    "meta_optimizer", "seed", "model", "width", "batch_norm", "conv_impl",
+)  # fmt: skip
+
 
 class ConfigError(Exception):
     """A bad configuration value; the message names the fields involved.

@@ -16,6 +16,7 @@ from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.config import NO_SPLIT, ConfigError, TrainConfig
 from jmeta.train.problem import Split, build_problem
 from jmeta.train.results import Scores
+from jmeta.train.resume import expected
 from jmeta.types import MetaLearner
 
 
@@ -96,9 +97,18 @@ def evaluate_checkpoint(
     Returns:
       ``({inner steps: {metric: Estimate}}, checkpoint step)``.
 
+    The newest checkpoint is the newest intact one (a damaged newer one is
+    skipped with a :class:`~jmeta.train.CheckpointWarning`). No lock
+    is taken, so a run that is still training can be scored: ``config.json`` is
+    replaced atomically and a complete checkpoint is never modified, only
+    deleted, which the restore notices (and then reads the newest again).
+
     Raises:
       ConfigValueError, ConfigTypeError: a bad argument (the message names it).
       ValueError, FileNotFoundError: a bad ``split`` or ``path``.
+      CheckpointDamaged: the checkpoint named (or every one) is damaged.
+      CheckpointMismatch: the checkpoint was made by another algorithm or
+        configuration than the run's ``config.json`` says.
     """
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val'; got {split!r}.")
@@ -117,7 +127,7 @@ def evaluate_checkpoint(
     step_fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     like, _ = initial_state(step_fns, train_learner, problem.model, config.seed, abstract=True)
     with Checkpoints(run_dir / outputs.CHECKPOINTS, keep=config.keep_checkpoints) as ckpts:
-        state = ckpts.restore(like=like, step=step)
+        state = ckpts.restore(like=like, step=step, expect=expected(config))
     target = problem.test if split == "test" else problem.val
     assert target is not None  # loaded above
     return test_scores(config, test_learner, state.meta_params, target), int(state.step)
