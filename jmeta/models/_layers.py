@@ -41,9 +41,22 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
 
 
-def compute_dtype(dtype: jnp.dtype | None, param_dtype: jnp.dtype) -> jnp.dtype:
-    """The dtype activations are computed in: ``dtype``, else ``param_dtype``."""
-    return jnp.dtype(param_dtype if dtype is None else dtype)
+def params_dtype(params: Params) -> jnp.dtype:
+    """The dtype of the parameters given to ``apply`` (of their first leaf).
+
+    It is also the dtype ``apply`` returns its outputs in.
+    """
+    return jnp.dtype(jax.tree.leaves(params)[0].dtype)
+
+
+def compute_dtype(dtype: jnp.dtype | None, params: Params) -> jnp.dtype:
+    """The dtype activations are computed in: ``dtype``, else that of the parameters given.
+
+    Read when ``apply`` is traced, so a model built without ``dtype`` computes
+    in bfloat16 when it is given bfloat16 parameters
+    (:func:`jmeta.precision.mixed_precision` casts them).
+    """
+    return jnp.dtype(dtype) if dtype is not None else params_dtype(params)
 
 
 def prepare_images(

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 import jmeta
-from jmeta.step import MetaTrainState
+from jmeta.step import MetaTrainState, nonfinite_cause
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
@@ -327,7 +327,17 @@ def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, 
 
 def _diverged(config, step: int, metrics, applied: int, ckpts: Checkpoints, folder) -> None:
     """Stop after meta-step ``step + 1`` went non-finite; keep only checkpoints that can go on."""
-    loss = float(np.asarray(metrics["loss"])[applied])
+    at_step = {name: np.asarray(values)[applied] for name, values in metrics.items()}
+    if float(at_step.get("labels_valid", 1.0)) < 1:
+        # The tasks do not fit the model: not a step-size problem, and every checkpoint is good.
+        raise TrainingDiverged(
+            f"meta-step {step + 1} was skipped: {nonfinite_cause(at_step)}; training stopped "
+            f"with the parameters after step {step}, and its checkpoints are kept. Check "
+            f"--ways ({config.ways}) and --shots ({config.shots}) against the model.",
+            step,
+            ckpts.latest(),
+        )
+    loss = float(at_step["loss"])
     dropped = ""
     if ckpts.latest() == step:  # its next step is the one that failed, whatever the step size
         ckpts.delete(step)
