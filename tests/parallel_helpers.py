@@ -36,7 +36,9 @@ def heterogeneous_tasks(key, num_tasks=NUM_TASKS):
     )
 
 
-sample_heterogeneous = functools.partial(heterogeneous_tasks, num_tasks=NUM_TASKS)
+def sample_heterogeneous(key, data=None):
+    """A batch sampler `(key, data) -> Task` of NUM_TASKS heterogeneous tasks (no data)."""
+    return heterogeneous_tasks(key, NUM_TASKS)
 
 
 #: float32 tolerance for "the same computation split differently over devices":

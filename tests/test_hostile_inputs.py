@@ -283,7 +283,7 @@ CASES = {
         "key must be a PRNG key",
     ),
     "scan_steps num_steps": Case(
-        lambda: jmeta.scan_steps(STEP(optax.sgd(0.1)).update, lambda k: tasks(4), 0),
+        lambda: jmeta.scan_steps(STEP(optax.sgd(0.1)), lambda k, d: tasks(4), 0),
         ValueError,
         "num_steps must be >= 1",
     ),

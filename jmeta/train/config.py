@@ -255,6 +255,9 @@ class TrainConfig:
                                        "the end)", low=0, high=INT32_MAX, why=_STEPS,
                                        preset={SINUSOID: 5_000, IMAGES: 500})
     keep_checkpoints: int = setting(3, "recent checkpoints to keep", low=1)
+    devices: int | None = setting(None, "devices of this process to split each meta-batch and "
+                                  "evaluation batch over (default: all of them)", low=1,
+                                  high=INT32_MAX, why=_SIZE)
     # fmt: on
 
     #: Fields given when the config was made (the others were derived).

@@ -1,11 +1,13 @@
 """The meta-training loop: compiled chunks of meta-steps, validation, checkpoints, test.
 
 The loop is deliberately thin. Each compiled call runs ``steps_per_call``
-meta-steps with :func:`jmeta.scan_steps`, task sampling included, the data
-set passed as an argument. Step ``s`` draws its tasks from
-``fold_in(train_key, s)``, so a run does not depend on how it is cut into
-calls, and one resumed from a checkpoint continues bit for bit as it would
-have. Between calls the loop logs, validates and checkpoints.
+meta-steps with :func:`jmeta.parallel.sharded_scan_steps`, task sampling
+included, the data set passed as an argument, each meta-batch split over the
+devices of :func:`jmeta.train.devices.train_mesh` (all local devices by
+default). Step ``s`` draws its tasks from ``fold_in(train_key, s)``, so a run
+does not depend on how it is cut into calls or on the number of devices, and
+one resumed from a checkpoint continues bit for bit as it would have. Between
+calls the loop logs, validates and checkpoints.
 
 The run folder is held for the whole run (:class:`~jmeta.train.outputs.RunFolder`:
 a lock, the marker, replacement only once the new run has started) and only
@@ -23,13 +25,16 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 import jmeta
+from jmeta import parallel
 from jmeta.step import MetaTrainState, nonfinite_cause
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.config import TrainConfig, resolve_config
+from jmeta.train.devices import to_mesh, train_mesh
 from jmeta.train.logs import MetricsLog, plot_curves, read_metrics, write_json
 from jmeta.train.memory import check_memory
 from jmeta.train.problem import Problem, Split, build_problem
@@ -146,6 +151,7 @@ class Setup(NamedTuple):
     checkpoints: Checkpoints
     folder: outputs.RunFolder
     resumed: bool
+    mesh: Mesh
 
 
 def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Setup:
@@ -161,6 +167,7 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         raise ValueError("--resume and --overwrite contradict each other; pass one.")
     if resume and config.output_dir is None:
         raise ValueError("--resume needs --output-dir: the folder of the run to continue.")
+    mesh = train_mesh(config)  # checks --devices and the meta-batch against the devices
     problem = build_problem(config)  # checks the data before anything is written
     out = Path(config.output_dir) if config.output_dir else outputs.default_output_dir(config)
     config = config.replace(output_dir=str(out))
@@ -184,7 +191,17 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     except BaseException:
         folder.close()
         raise
-    return Setup(config, out, problem, step, test_learner, state, train_key, ckpts, folder, resume)
+    problem = problem._replace(  # each split's data replicated on the devices, once
+        **{
+            role: split._replace(data=to_mesh(split.data, mesh))
+            for role in ("train", "val", "test")
+            if (split := getattr(problem, role)) is not None
+        }
+    )
+    state = to_mesh(state, mesh)
+    return Setup(
+        config, out, problem, step, test_learner, state, train_key, ckpts, folder, resume, mesh
+    )
 
 
 def run(prepared: Setup, *, progress: bool = True, started: float | None = None) -> TrainResult:
@@ -206,10 +223,12 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
         try:
             state = _run(
                 config, problem, prepared.step, prepared.test_learner, state,
-                prepared.train_key, prepared.checkpoints, log, progress, folder,
+                prepared.train_key, prepared.checkpoints, log, progress, folder, prepared.mesh,
             )  # fmt: skip
             folder.started()
-            test = test_scores(config, prepared.test_learner, state.meta_params, problem.test)
+            test = test_scores(
+                config, prepared.test_learner, state.meta_params, problem.test, mesh=prepared.mesh
+            )
             for inner_steps, scores in test.items():
                 log.write(_record("test", int(state.step), scores, inner_steps=inner_steps))
         finally:
@@ -236,7 +255,7 @@ def _add_timing(path: Path, first: int, last: int, seconds: float, resumed: bool
     write_json(path, {"sessions": sessions})
 
 
-def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress, folder):
+def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress, folder, mesh):
     """Meta-steps from ``state.step`` to ``config.num_steps``; returns the final state."""
     from tqdm.auto import tqdm
 
@@ -258,7 +277,7 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
             if length not in compiled:
                 bar.set_description_str(f"compiling {length} steps")
                 compiled[length] = compile_steps(
-                    step, problem.train, config.meta_batch_size, length, state, train_key
+                    step, problem.train, config.meta_batch_size, length, state, train_key, mesh
                 )
                 bar.set_description_str(f"{config.algorithm} {config.dataset}")
             tick = time.perf_counter()
@@ -280,7 +299,7 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
                 _diverged(config, done + applied, metrics, applied, ckpts, folder)
             done = int(state.step)
             if config.eval_interval and done % config.eval_interval == 0 and problem.val:
-                scores = validate(config, test_learner, state.meta_params, problem.val)
+                scores = validate(config, test_learner, state.meta_params, problem.val, mesh=mesh)
                 log.write(_record("val", done, scores, inner_steps=config.test_inner_steps[0]))
                 postfix.update(_postfix({k: v.mean for k, v in scores.items()}, config, "val "))
                 bar.set_postfix(postfix)
@@ -309,19 +328,15 @@ def _save(config: TrainConfig, step: int, state, ckpts: Checkpoints, folder) -> 
         folder.update(checkpointed=True)
 
 
-def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, key):
+def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, key, mesh: Mesh):
     """Ahead-of-time compile ``length`` meta-steps, sampling included, data as an argument.
 
-    Returns ``(state, key, data) -> (state, metrics)`` with the state donated.
+    :func:`jmeta.parallel.sharded_scan_steps` over ``mesh``. Returns ``(state,
+    key, data) -> (state, metrics)`` with the state donated, for a state and
+    data already on the mesh.
     """
-
-    @functools.partial(jax.jit, donate_argnums=0)
-    def run(state, key, data):
-        def sample(k):
-            return jmeta.tasks.sample_tasks(split.sample, k, meta_batch_size, data=data)
-
-        return jmeta.scan_steps(step.update, sample, length)(state, key)
-
+    sample = jmeta.tasks.batch_sampler(split.sample, meta_batch_size)
+    run = parallel.sharded_scan_steps(step, sample, length, mesh)
     return run.lower(state, key, split.data).compile()
 
 
