@@ -75,6 +75,15 @@ def test_help_lists_commands_and_every_config_field(capsys):
         (["--num-steps", "3000000000"],
          "--num-steps must be <= 2147483647 (the step counter is int32); got 3000000000"),
         (["--meta-lr", "1e39"], "--meta-lr must lie between 1.4e-45 and 3.4e+38 to be a float32"),
+        # Issue 15: the devices (tests have 8 simulated CPU devices).
+        (["--devices", "9"], "--devices 9 is more than the 8 cpu device(s) this process has."),
+        (["--devices", "0"], "--devices must be >= 1; got 0"),
+        (["--meta-batch-size", "12"],
+         "--meta-batch-size (12) must split evenly over the 8 devices that run it (--devices 8, "
+         "all of them, by default): use a multiple of 8 tasks (e.g. 16), or --devices 1 or 2 or "
+         "3 or 4 or 6."),
+        (["--meta-batch-size", "12", "--devices", "8"],
+         "--meta-batch-size (12) must split evenly over the 8 devices that run it (--devices 8)"),
     ],
 )  # fmt: skip
 def test_bad_flags_get_one_clear_line(argv, message, capsys, tmp_path):
