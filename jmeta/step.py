@@ -315,7 +315,10 @@ def nonfinite_cause(metrics: Metrics) -> str:
 
 
 def check_step(step: object, name: str = "step") -> MetaTrainStep:
-    """Return ``step`` if it is a :class:`MetaTrainStep`, else raise a ``TypeError`` naming ``name``."""
+    """``step`` if it is a :class:`MetaTrainStep`; else a ``TypeError`` naming ``name``.
+
+    For the helpers that compile a step (here and in :mod:`jmeta.parallel`).
+    """
     if not isinstance(step, MetaTrainStep):
         raise TypeError(
             f"{name} must be a jmeta.MetaTrainStep (made by jmeta.meta_train_step); got "

@@ -16,7 +16,6 @@ finite states are checkpointed (see :class:`TrainingDiverged`).
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from contextlib import suppress
