@@ -37,6 +37,7 @@ from jmeta.train.devices import to_mesh, train_mesh
 from jmeta.train.logs import MetricsLog, plot_curves, read_metrics, write_json
 from jmeta.train.memory import check_memory
 from jmeta.train.problem import Problem, Split, build_problem
+from jmeta.train.processes import NoLog, ReadOnlyFolder, initialize, is_primary
 from jmeta.train.results import Scores, format_scores, scores_to_json
 from jmeta.train.resume import made_by, plan_resume
 from jmeta.train.scoring import test_scores, validate
@@ -148,9 +149,10 @@ class Setup(NamedTuple):
     state: MetaTrainState
     train_key: jax.Array
     checkpoints: Checkpoints
-    folder: outputs.RunFolder
+    folder: outputs.RunFolder | ReadOnlyFolder
     resumed: bool
     mesh: Mesh
+    primary: bool
 
 
 def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Setup:
@@ -166,6 +168,7 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         raise ValueError("--resume and --overwrite contradict each other; pass one.")
     if resume and config.output_dir is None:
         raise ValueError("--resume needs --output-dir: the folder of the run to continue.")
+    initialize(config)  # joins the other processes of a run of several
     mesh = train_mesh(config)  # checks --devices and the meta-batch against the devices
     problem = build_problem(config)  # checks the data before anything is written
     out = Path(config.output_dir) if config.output_dir else outputs.default_output_dir(config)
@@ -174,7 +177,9 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     step = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     check_memory(config, problem, step, train_learner)  # and that a meta-batch can fit
     like, train_key = initial_state(step, train_learner, problem.model, config.seed, abstract=True)
-    folder = outputs.RunFolder.open(out, resume=resume, overwrite=overwrite)
+    primary = is_primary()  # process 0 writes; the others read the folder
+    folder = outputs.RunFolder.open(out, resume=resume, overwrite=overwrite) if primary else None
+    folder = folder or ReadOnlyFolder(out)
     try:
         ckpts = Checkpoints(out / outputs.CHECKPOINTS, keep=config.keep_checkpoints)
         plan = None
@@ -185,7 +190,7 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         else:
             state = plan.state
         folder.start(config, resumed=plan.entry if plan else None)  # the first write
-        for stale in plan.stale if plan else ():
+        for stale in plan.stale if plan and primary else ():
             ckpts.delete(stale)
     except BaseException:
         folder.close()
@@ -198,8 +203,21 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         }
     )
     state = to_mesh(state, mesh)
+    # A host value, which jit places on the mesh (with several processes too).
+    train_key = jax.random.wrap_key_data(np.asarray(jax.random.key_data(train_key)))
     return Setup(
-        config, out, problem, step, test_learner, state, train_key, ckpts, folder, resume, mesh
+        config,
+        out,
+        problem,
+        step,
+        test_learner,
+        state,
+        train_key,
+        ckpts,
+        folder,
+        resume,
+        mesh,
+        primary,
     )
 
 
@@ -214,10 +232,14 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
     first = int(state.step)
     assert problem.train is not None and problem.test is not None  # setup loads every split
     try:
-        log = MetricsLog(
-            out / outputs.METRICS,
-            resume_step=first if prepared.resumed else None,
-            tensorboard_dir=out / outputs.TENSORBOARD,
+        log = (
+            MetricsLog(
+                out / outputs.METRICS,
+                resume_step=first if prepared.resumed else None,
+                tensorboard_dir=out / outputs.TENSORBOARD,
+            )
+            if prepared.primary
+            else NoLog()
         )
         try:
             state = _run(
@@ -232,10 +254,13 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
                 log.write(_record("test", int(state.step), scores, inner_steps=inner_steps))
         finally:
             log.close()
-        write_json(out / outputs.RESULTS, {"step": int(state.step), "test": scores_to_json(test)})
         seconds = time.perf_counter() - started
-        _add_timing(out / outputs.TIMINGS, first, int(state.step), seconds, prepared.resumed)
-        plot_curves(read_metrics(out / outputs.METRICS), out / outputs.CURVES, title=_title(config))
+        if prepared.primary:
+            results = {"step": int(state.step), "test": scores_to_json(test)}
+            write_json(out / outputs.RESULTS, results)
+            _add_timing(out / outputs.TIMINGS, first, int(state.step), seconds, prepared.resumed)
+            curves = read_metrics(out / outputs.METRICS)
+            plot_curves(curves, out / outputs.CURVES, title=_title(config))
     except BaseException:
         folder.abandon()  # puts a replaced run back if the new one never started
         raise
@@ -322,6 +347,8 @@ def _save(config: TrainConfig, step: int, state, ckpts: Checkpoints, folder) -> 
             step,
             ckpts.latest(),
         )
+    if isinstance(folder, ReadOnlyFolder):
+        return  # process 0 writes the checkpoints
     ckpts.save(step, state, made_by=made_by(config))
     if not folder.record.get("checkpointed"):
         folder.update(checkpointed=True)
@@ -354,7 +381,8 @@ def _diverged(config, step: int, metrics, applied: int, ckpts: Checkpoints, fold
     loss = float(at_step["loss"])
     dropped = ""
     if ckpts.latest() == step:  # its next step is the one that failed, whatever the step size
-        ckpts.delete(step)
+        if not isinstance(folder, ReadOnlyFolder):
+            ckpts.delete(step)
         dropped = f"Checkpoint {step} was deleted: its next step is the one that failed. "
     last = ckpts.latest()
     folder.update(diverged={"step": step + 1, "meta_lr": config.meta_lr, "last_good": last})

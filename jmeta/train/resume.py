@@ -31,7 +31,10 @@ from jmeta.train.checkpoint import CheckpointDamaged, Checkpoints
 from jmeta.train.config import PARAMETER_FIELDS, TrainConfig
 
 #: Fields a resumed run may change: none alters the steps already taken.
-RESUMABLE = ("num_steps", "meta_lr", "data_dir", "output_dir", "devices")
+RESUMABLE = (
+    "num_steps", "meta_lr", "data_dir", "output_dir", "devices", "coordinator_address",
+    "num_processes", "process_id", "coordinator_timeout",
+)  # fmt: skip
 
 
 def made_by(config: TrainConfig) -> dict[str, Any]:
