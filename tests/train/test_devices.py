@@ -74,3 +74,13 @@ def test_a_meta_batch_that_does_not_split_names_the_fields_and_the_sizes_that_wo
     assert err.value.fields == ("meta_batch_size", "devices")
     with pytest.raises(ConfigValueError, match=r"^devices 9 is more than the 8 cpu device"):
         train_mesh(TrainConfig(devices=9))
+
+
+def test_a_checkpoint_resumes_on_another_device_count(runs, tmp_path):
+    """Five steps on 2 devices, then resumed on 8: the 10-step run of 1 device, to rounding."""
+    config = tiny_sinusoid(tmp_path / "run", devices=2, **{**SMALL, "num_steps": 5})
+    train(config, progress=False)
+    resumed = train(config.replace(num_steps=10, devices=8), resume=True, progress=False)
+    assert int(resumed.state.step) == 10
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(runs[1].state), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=RTOL, atol=ATOL)
