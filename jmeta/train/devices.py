@@ -5,7 +5,8 @@ Each meta-batch, and each batch of validation and test tasks, is split over a
 process (default: all of them); parameters, optimizer state and the data set
 are replicated on every device (the data set costs its uint8 size on each).
 Training tasks are drawn from ``fold_in(key, step)`` whatever the mesh, so a
-seed gives the same run, to float rounding, on any number of devices.
+seed gives the same tasks and computation on any number of devices; the sums
+over tasks round differently (see docs/scaling.md).
 """
 
 from __future__ import annotations

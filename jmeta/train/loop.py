@@ -5,9 +5,9 @@ meta-steps with :func:`jmeta.parallel.sharded_scan_steps`, task sampling
 included, the data set passed as an argument, each meta-batch split over the
 devices of :func:`jmeta.train.devices.train_mesh` (all local devices by
 default). Step ``s`` draws its tasks from ``fold_in(train_key, s)``, so a run
-does not depend on how it is cut into calls or on the number of devices, and
-one resumed from a checkpoint continues bit for bit as it would have. Between
-calls the loop logs, validates and checkpoints.
+does not depend on how it is cut into calls (nor, beyond float rounding, on
+the number of devices), and one resumed from a checkpoint continues bit for
+bit as it would have. Between calls the loop logs, validates and checkpoints.
 
 The run folder is held for the whole run (:class:`~jmeta.train.outputs.RunFolder`:
 a lock, the marker, replacement only once the new run has started) and only
