@@ -109,9 +109,7 @@ def main() -> None:
 
         return best_time(call, args.step_repeats)
 
-    t_scan_sampled = scanned(
-        lambda k, data: jmeta.tasks.sample_tasks(sample, k, 32, data), images
-    )
+    t_scan_sampled = scanned(lambda k, data: jmeta.tasks.sample_tasks(sample, k, 32, data), images)
     t_scan_fixed = scanned(lambda k, fixed: fixed, tasks)
 
     share = t_32 / t_step

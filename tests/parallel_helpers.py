@@ -1,6 +1,5 @@
 """Shared pieces of the multi-device tests: a learner and tasks that differ across devices."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,7 +1,5 @@
 """Mixed precision: bf16 compute, float32 parameters, gradients and losses; finite 2nd order."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,6 +1,5 @@
 """Meta-steps: vmap equals a loop, jit equals no jit, no retracing, NaN safety, learning."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

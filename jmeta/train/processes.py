@@ -3,8 +3,9 @@
 ``jmeta train`` started once per host joins the others with
 ``jax.distributed.initialize`` when told how (``--coordinator-address``,
 ``--num-processes``, ``--process-id``), or when ``JAX_COORDINATOR_ADDRESS``
-is set or an ``srun`` step has several tasks (JAX reads those variables); JAX then lists every process's devices and the trainer's mesh spans them
-all (:func:`jmeta.train.devices.train_mesh`). Every process computes the same
+is set or an ``srun`` step has several tasks (JAX reads those variables);
+JAX then lists every process's devices and the trainer's mesh spans them all
+(:func:`jmeta.train.devices.train_mesh`). Every process computes the same
 steps on its own devices; only process 0 writes the run folder (logs, plots,
 ``results.json``, checkpoints), which every process reads when it resumes, so
 it must be on a file system they share.

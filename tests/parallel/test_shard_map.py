@@ -104,9 +104,7 @@ def test_shard_map_chunked_scan_steps_equal_scan_steps(mesh):
     plain = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
     step = jmeta.meta_train_step(learner(), optax.sgd(1e-2), axis_name="tasks", chunk_size=1)
     key = jax.random.key(5)
-    expected, _ = jmeta.scan_steps(plain, sample_heterogeneous, 2)(
-        plain.init(init_params()), key
-    )
+    expected, _ = jmeta.scan_steps(plain, sample_heterogeneous, 2)(plain.init(init_params()), key)
     run = parallel.sharded_scan_steps(
         parallel.shard_map_step(step, mesh), sample_heterogeneous, 2, mesh
     )
