@@ -240,7 +240,7 @@ def test_divergence_exits_1_with_the_step(tmp_path, capsys):
     argv = ["train", "--meta-optimizer", "sgd", "--meta-lr", "1e4", "--inner-lr", "1e4",
             "--num-steps", "100", "--steps-per-call", "2", "--eval-interval", "0",
             "--checkpoint-interval", "0", "--width", "8", "--meta-batch-size", "4",
-            "--output-dir", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
+            "--devices", "1", "--output-dir", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
     status, _, err = run(argv, capsys)
     assert status == 1
     assert "jmeta train: stopped: meta-step" in err and "non-finite" in err

@@ -93,10 +93,10 @@ def test_rotations_match_host_rotate_classes():
     rotated = rotate_classes(images)
     options = dict(batch_size=50, ways=5, shots=2, queries=2)
     on_device = jax.jit(functools.partial(sample_tasks, few_shot, rotations=True, **options))(
-        jax.random.key(0), images=images
+        jax.random.key(0), data=images
     )
     on_host = jax.jit(functools.partial(sample_tasks, few_shot, **options))(
-        jax.random.key(0), images=rotated
+        jax.random.key(0), data=rotated
     )
     jax.tree.map(np.testing.assert_array_equal, on_device, on_host)
     # And the images really are rotated copies of source images: every rotation occurs.
