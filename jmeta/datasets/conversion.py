@@ -5,7 +5,7 @@ given to a trained run later (``jmeta predict``) must become the same array.
 :class:`ImageConversion` is that recipe, stated once: Pillow opens the file
 (any format and mode it reads), converts it to grey (``"L"``) or ``"RGB"``,
 resizes it to ``height x width`` with the loaders' filters (box when
-shrinking, bilinear when enlarging: :func:`jmeta.datasets.images.to_array`)
+shrinking, bilinear when enlarging, as ``jmeta.datasets.images.to_array``)
 and, for Omniglot, inverts it (``255 - grey``: ink high, background 0). The
 sampler then scales to ``[0, 1]`` (:func:`jmeta.tasks.to_float`).
 

@@ -306,7 +306,7 @@ def test_predict_equals_eval_on_real_omniglot(tmp_path):
     # XLA's default flags and batch norm on (the suite's flags give NaN meta-gradients for
     # conv4 with batch norm; see tests/tiny_runs.py), in a subprocess as in test_real_omniglot.
     config = {"dataset": "omniglot", "data_dir": str(data), "algorithm": "maml", "width": 8,
-              "num_steps": 4, "steps_per_call": 2, "eval_interval": 0, "checkpoint_interval": 0,
+              "num_steps": 2, "steps_per_call": 2, "eval_interval": 0, "checkpoint_interval": 0,
               "meta_batch_size": 2, "eval_tasks": 4,
               "output_dir": str(tmp_path / "run")}  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
