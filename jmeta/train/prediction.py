@@ -221,8 +221,9 @@ def read_run(run: PathLike) -> tuple[Path, int | None, TrainConfig, ImageConvers
         marker cannot be read.
     """
     path = Path(run)
-    if not path.exists():
-        raise InputNotFound("{0}: no such folder {path}.", ["run"], path=path)
+    if not path.is_dir():
+        what = "a file, not a run folder" if path.exists() else "no such folder"
+        raise InputNotFound("{0}: {path}: {what}.", ["run"], path=path, what=what)
     run_dir, step = find_run(path)
     try:
         record = outputs.read_record(run_dir)

@@ -225,7 +225,9 @@ def _bad_inputs(run: Path, support: Path, query: Path, tmp: Path):
         ("not a run", (not_a_run, support, query), InputNotFound,
          f"run: {not_a_run} is not a jmeta run: {not_a_run} has no jmeta-run.json"),
         ("missing run", (tmp / "gone", support, query), InputNotFound,
-         f"run: no such folder {tmp / 'gone'}."),
+         f"run: {tmp / 'gone'}: no such folder."),
+        ("a file as run", (query / "q1.png", support, query), InputNotFound,
+         f"run: {query / 'q1.png'}: a file, not a run folder."),
     ]  # fmt: skip
 
 
