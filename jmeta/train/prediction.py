@@ -187,17 +187,17 @@ def predict(
       >>> print(out.table())  # doctest: +SKIP
     """
     run_dir, step, config, conversion = read_run(run)
-    skipped: list[tuple[Path, str]] = []
-    classes, support_x, counts = _read_support(Path(support), conversion, skip_bad, skipped)
-    files, query_x = _read_queries(queries, conversion, skip_bad, skipped)
     steps = config.test_inner_steps[0] if inner_steps is None else inner_steps
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
         raise InputValueError("{0} must be an integer >= 0; got {v}.", ["inner_steps"], v=steps)
+    skipped: list[tuple[Path, str]] = []
+    classes, support_x, counts = _read_support(Path(support), conversion, skip_bad, skipped)
+    files, query_x = _read_queries(queries, conversion, skip_bad, skipped)
     algorithm = ALGORITHMS[config.algorithm]
     if not algorithm.embedding and len(classes) > int(config.ways or 0):
         raise InputValueError(
             "{0}: {path} holds {n} class folders, but the run's {algo} head has {ways} outputs "
-            "(--ways {ways}); give at most {ways} classes.",
+            "(it was trained {ways}-way); give at most {ways} classes.",
             ["support"], path=support, n=len(classes), algo=config.algorithm, ways=config.ways,
         )  # fmt: skip
     scores, meta_params, step = _restore(run_dir, step, config, conversion, counts)

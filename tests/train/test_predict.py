@@ -333,3 +333,15 @@ def test_write_tasks_uses_the_release_files(maml_run, tmp_path, monkeypatch):
     ((support, query, labels),) = write_tasks(saved_config(maml_run), tmp_path, 1)
     assert len(list(query.iterdir())) == len(labels) == 6
     assert sorted(p.name for p in support.iterdir()) == ["00_class", "01_class", "02_class"]
+
+
+def test_inner_steps_set_the_adaptation_and_are_checked(maml_run, images, capsys):
+    before = predict(maml_run, *images, inner_steps=0).probabilities
+    after = predict(maml_run, *images, inner_steps=2).probabilities
+    assert np.abs(before - after).max() > 1e-4
+    with pytest.raises(InputValueError, match=r"^inner_steps must be an integer >= 0; got -1\.$"):
+        predict(maml_run, *images, inner_steps=-1)
+    argv = ["predict", "--checkpoint", str(maml_run), "--support", str(images[0]),
+            "--query", str(images[1]), "--inner-steps", "-1"]  # fmt: skip
+    status, _, err = run_cli(argv, capsys)
+    assert status == 2 and "error: --inner-steps must be an integer >= 0; got -1." in err
