@@ -47,6 +47,9 @@ class LearnerSpec(NamedTuple):
       inner_steps: inner steps during meta-training.
       transductive: ``False`` when the model normalises with the support set
         (``batch_norm="support"``), so query predictions get ``reference=``.
+      num_classes: the classes of every task, for a support set whose classes
+        have different numbers of examples (``jmeta predict``); ``None``: tasks
+        are balanced, ``config.shots`` per class.
     """
 
     config: TrainConfig
@@ -56,6 +59,7 @@ class LearnerSpec(NamedTuple):
     inner_lr: float
     inner_steps: int
     transductive: bool
+    num_classes: int | None = None
 
 
 def _gradient_based(
@@ -86,10 +90,14 @@ def _metric(builder: Callable[..., MetaLearner]) -> Callable[[LearnerSpec], Meta
     """An entry for a metric learner on an embedding network (ProtoNets, Matching Nets, R2D2).
 
     The number of classes is read from the support set (``shots`` per class),
-    so one learner trains and tests with different numbers of ways.
+    so one learner trains and tests with different numbers of ways; or it is
+    ``spec.num_classes``, when given (unbalanced support sets).
     """
 
     def build(spec: LearnerSpec) -> MetaLearner:
+        if spec.num_classes is not None:
+            return builder(spec.model.apply, num_classes=spec.num_classes,
+                           metrics=dict(spec.metrics))  # fmt: skip
         return builder(spec.model.apply, shots=spec.config.shots, metrics=dict(spec.metrics))
 
     return build

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 import jmeta
+from jmeta.datasets.conversion import conversion_for
 from jmeta.step import MetaTrainState, nonfinite_cause
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
@@ -178,7 +179,9 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
             state, _ = initial_state(step, train_learner, problem.model, config.seed)
         else:
             state = plan.state
-        folder.start(config, resumed=plan.entry if plan else None)  # the first write
+        shape = problem.image_shape
+        images = None if shape is None else conversion_for(config.dataset, shape)
+        folder.start(config, resumed=plan.entry if plan else None, images=images)  # first write
         for stale in plan.stale if plan else ():
             ckpts.delete(stale)
     except BaseException:
