@@ -255,6 +255,11 @@ class TrainConfig:
                                        "the end)", low=0, high=INT32_MAX, why=_STEPS,
                                        preset={SINUSOID: 5_000, IMAGES: 500})
     keep_checkpoints: int = setting(3, "recent checkpoints to keep", low=1)
+    keep_best: bool = setting(False, "also keep the checkpoint with the best validation score "
+                              "(accuracy; MSE for regression) in best/; the final test and "
+                              "jmeta eval score it")
+    early_stop: int = setting(0, "stop after this many validations without improvement (0: "
+                              "never)", low=0, high=INT32_MAX, why=_STEPS)
     # fmt: on
 
     #: Fields given when the config was made (the others were derived).
@@ -609,6 +614,14 @@ def _check_together(c: dict[str, Any]) -> None:
                 "compiled calls.", [name, "steps_per_call"],
                 value=c[name], spc=c["steps_per_call"],
             )  # fmt: skip
+    if (c["keep_best"] or c["early_stop"]) and not (
+        c["eval_interval"] and c["val_split"] != NO_SPLIT
+    ):
+        name = "keep_best" if c["keep_best"] else "early_stop"
+        raise ConfigValueError(
+            "{0} needs validation: set {1} > 0 and a {2} other than 'none'.",
+            [name, "eval_interval", "val_split"],
+        )  # fmt: skip
     if regression:
         return
     splits = DATASETS.get(c["dataset"])
