@@ -23,8 +23,11 @@ meta-parameters.
 from __future__ import annotations
 
 import numbers
+import types
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import optax
 
 import jmeta
 from jmeta.types import Array, MetaLearner, Model
@@ -99,6 +102,33 @@ def _metric(builder: Callable[..., MetaLearner]) -> Callable[[LearnerSpec], Meta
 CAVIA_CONTEXT_SIZE = 5
 
 
+#: First order "for ever" (``first_order=True`` with MAML++): more epochs than any run has.
+_ALWAYS = 2**31 - 1
+
+
+def _mamlpp(spec: LearnerSpec) -> MetaLearner:
+    return jmeta.mamlpp(
+        spec.model.apply,
+        spec.loss_fn,
+        inner_lr=spec.inner_lr,
+        num_steps=spec.inner_steps,
+        first_order_epochs=_ALWAYS if spec.config.first_order else 0,
+        transductive=spec.transductive,
+        metrics=dict(spec.metrics),
+    )
+
+
+#: MAML++'s settings (Antoniou et al. 2019, the reference code's configurations): Omniglot
+#: 5 inner steps of 0.1 (LSLR's initial value), 8 tasks per meta-step, 5 steps at test;
+#: miniImageNet (and other image data) 5 steps of 0.01, 2 tasks.
+MAMLPP_PRESETS = types.MappingProxyType({
+    "omniglot": {"inner_steps": 5, "inner_lr": 0.1, "meta_batch_size": 8,
+                 "test_inner_steps": (5,)},
+    "images": {"inner_steps": 5, "inner_lr": 0.01, "meta_batch_size": 2,
+               "test_inner_steps": (5,)},
+})  # fmt: skip
+
+
 def _cavia(spec: LearnerSpec) -> MetaLearner:
     return jmeta.cavia(
         jmeta.algorithms.concat_context(spec.model.apply),
@@ -121,11 +151,22 @@ class Algorithm(NamedTuple):
         that classify by comparing embeddings; such a learner needs image data.
       extra_inputs: the MLP's input is widened by this many features (CAVIA's
         context); the trainer runs such a learner on sinusoid regression only.
+      presets: data set (``"images"``: any other image data set) -> config
+        field -> value: the algorithm's paper's settings, which take the place
+        of the data set's presets for fields not given.
+      meta_optimizer: wraps the trainer's meta-optimizer (``None``: as is),
+        e.g. MAML++'s :func:`~jmeta.algorithms.mamlpp.count_meta_steps`.
+      meta_lr_schedule: the default of ``TrainConfig.meta_lr_schedule``.
     """
 
     build: Callable[[LearnerSpec], MetaLearner]
     embedding: bool = False
     extra_inputs: int = 0
+    presets: Mapping[str, Mapping[str, Any]] = types.MappingProxyType({})
+    meta_optimizer: (
+        Callable[[optax.GradientTransformation], optax.GradientTransformation] | None
+    ) = None
+    meta_lr_schedule: str = "constant"
 
     def __call__(self, spec: LearnerSpec) -> MetaLearner:
         """``self.build(spec)``."""
@@ -136,6 +177,12 @@ class Algorithm(NamedTuple):
 #: look here; :func:`register_algorithm` adds to it.
 ALGORITHMS: dict[str, Algorithm] = {
     "maml": Algorithm(_gradient_based(jmeta.maml)),
+    "mamlpp": Algorithm(
+        _mamlpp,
+        presets=MAMLPP_PRESETS,
+        meta_optimizer=jmeta.algorithms.count_meta_steps,
+        meta_lr_schedule="cosine",
+    ),
     "fomaml": Algorithm(_gradient_based(jmeta.maml, first_order=True)),
     "meta_sgd": Algorithm(_gradient_based(jmeta.meta_sgd)),
     "anil": Algorithm(_gradient_based(jmeta.anil)),

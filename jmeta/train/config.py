@@ -41,6 +41,7 @@ MODELS = ("mlp", "conv4", "resnet12")
 BATCH_NORM = models.BATCH_NORM_MODES
 CONV_IMPLS = ("auto", *models.CONV_IMPLS)
 META_OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 NO_SPLIT = "none"
 
 INT32_MAX = 2**31 - 1
@@ -122,6 +123,7 @@ class Setting(NamedTuple):
       choices: the allowed strings (a function: looked up when checked).
       flags: command-line spellings (default: ``--field-name``).
       images_only: the field does not apply to sinusoid regression (must stay unset).
+      per_algorithm: the default is the algorithm's (:class:`~jmeta.train.Algorithm`).
     """
 
     help: str
@@ -134,6 +136,7 @@ class Setting(NamedTuple):
     choices: Sequence[str] | Callable[[], Sequence[str]] | None = None
     flags: tuple[str, ...] = ()
     images_only: bool = False
+    per_algorithm: bool = False
 
 
 def setting(default: Any = None, help: str = "", **options: Any) -> Any:
@@ -222,6 +225,10 @@ class TrainConfig:
     first_order: bool = setting(False, "first-order meta-gradient (no second derivatives)")
     meta_optimizer: str = setting("adam", "outer optimizer", choices=META_OPTIMIZERS)
     meta_lr: float = setting(1e-3, "outer learning rate")
+    meta_lr_schedule: str = setting(None, "meta-learning rate over the run: constant, or cosine "
+                                    "annealing to a hundredth of meta_lr at num_steps (default: "
+                                    "the algorithm's: cosine for mamlpp, else constant)",
+                                    choices=LR_SCHEDULES, per_algorithm=True)
     num_steps: int = setting(help="meta-steps to train for", low=1, high=INT32_MAX, why=_STEPS,
                              preset={SINUSOID: 30_000, IMAGES: 60_000})
     steps_per_call: int = setting(help="meta-steps per compiled call (intervals must be "
@@ -317,7 +324,8 @@ class Field(NamedTuple):
     @property
     def derived(self) -> bool:
         """Whether an unset value is filled from a preset or another field."""
-        return self.setting.preset is not None or self.setting.same_as is not None
+        s = self.setting
+        return s.preset is not None or s.same_as is not None or s.per_algorithm
 
     def choices(self) -> Sequence[str] | None:
         choices = self.setting.choices
@@ -478,6 +486,15 @@ def _resolve(values: dict[str, Any]) -> dict[str, Any]:
             raise ConfigValueError("{0} does not apply to sinusoid regression.", [field.name])
     given = {k: _typed(FIELDS[k], v) for k, v in values.items() if v is not None}
     values = {**values, **given}
+    record = ALGORITHMS[values["algorithm"]]
+    if values["meta_lr_schedule"] is None:
+        values["meta_lr_schedule"] = record.meta_lr_schedule
+    if not regression:
+        presets = record.presets
+        key = values["dataset"] if values["dataset"] in presets else IMAGES
+        for name, value in presets.get(key, {}).items():
+            if values[name] is None:
+                values[name] = value
     for name, value in preset_for(values["dataset"]).items():
         if values[name] is None:
             values[name] = value
