@@ -56,7 +56,7 @@ _CI = "for a confidence interval"
 #: ``num_steps``, which a resumed run may change): every checkpoint records them,
 #: and a checkpoint is refused where they differ from its run's configuration.
 PARAMETER_FIELDS = (
-    "algorithm", "dataset", "train_split", "image_size", "rotations", "augment", "ways",
+    "algorithm", "dataset", "train_split", "image_size", "rotations", "augment", "affine", "ways",
     "shots", "queries", "meta_batch_size", "inner_steps", "inner_lr", "first_order",
     "meta_optimizer", "seed", "model", "width", "batch_norm", "conv_impl",
 )  # fmt: skip
@@ -200,6 +200,9 @@ class TrainConfig:
     eval_rotations: bool = setting(False, "the same for validation and test classes",
                                    images_only=True)
     augment: bool = setting(False, "random crop and flip of training images", images_only=True)
+    affine: bool = setting(False, "small random affine transforms of training images (shift "
+                           "up to 2 px, rotation up to 10 degrees, scale and shear up to 0.1), "
+                           "on device", images_only=True)
     ways: int | None = setting(help="classes per task (N)", low=1, high=INT32_MAX, why=_SIZE,
                                images_only=True, preset={IMAGES: 5})
     shots: int = setting(help="support examples per class (K); support points for sinusoid",

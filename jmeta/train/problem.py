@@ -16,7 +16,7 @@ import jax
 
 import jmeta
 from jmeta import models
-from jmeta.tasks.augment import crop_and_flip
+from jmeta.tasks.augment import crop_and_flip, random_affine
 from jmeta.train.algorithms import ALGORITHMS
 from jmeta.train.config import NO_SPLIT, TrainConfig
 from jmeta.types import Array, Model, PRNGKey, Task
@@ -85,11 +85,7 @@ def build_problem(
             rotations=rotations,
             source=f"the {role} split {name!r} of {config.dataset}",
         )
-        augment = (
-            crop_and_flip(padding=max(1, image_shape[0] // 8))
-            if config.augment and training
-            else None
-        )
+        augment = _augment(config, image_shape) if training else None
         sample = functools.partial(
             _few_shot,
             ways=config.ways,
@@ -143,6 +139,26 @@ def conv_impl(choice: str) -> models.ConvImpl:
     """The implementation ``choice`` names; ``"auto"``: the models' default
     (:data:`jmeta.models.DEFAULT_CONV_IMPL`, :data:`jmeta.models.DEFAULT_CONV_IMPL_REASON`)."""
     return models.DEFAULT_CONV_IMPL if choice == "auto" else cast(models.ConvImpl, choice)
+
+
+def _augment(config: TrainConfig, image_shape: tuple[int, ...]):
+    """The training images' augmentation the config asks for (``None``: none)."""
+    steps = []
+    if config.affine:
+        steps.append(random_affine())
+    if config.augment:
+        steps.append(crop_and_flip(padding=max(1, image_shape[0] // 8)))
+    if not steps:
+        return None
+    if len(steps) == 1:
+        return steps[0]
+
+    def both(key: PRNGKey, images: Array) -> Array:
+        for step, k in zip(steps, jax.random.split(key, len(steps)), strict=True):
+            images = step(k, images)
+        return images
+
+    return both
 
 
 def _few_shot(key: PRNGKey, data: Array, **options) -> Task:
