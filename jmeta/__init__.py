@@ -9,6 +9,7 @@ whole by :func:`jit_step` or :func:`scan_steps`.
 from jmeta import algorithms, datasets, losses, models, parallel, params, precision, tasks
 from jmeta.algorithms import (
     anil,
+    baseline,
     boil,
     cavia,
     fomaml,
@@ -50,6 +51,7 @@ __all__ = [
     "algorithms",
     "datasets",
     "anil",
+    "baseline",
     "batched_meta_loss",
     "boil",
     "cavia",

@@ -3,10 +3,11 @@
 Gradient-based (an inner optimisation loop): :func:`maml`, :func:`fomaml`,
 :func:`meta_sgd`, :func:`anil`, :func:`boil`, :func:`reptile`, :func:`imaml`,
 :func:`cavia`, :func:`mamlpp`. Metric-based (a classifier fitted in closed form on embeddings):
-:func:`protonet`, :func:`matching_net`, :func:`r2d2`. See ``docs/algorithms.md``.
+:func:`protonet`, :func:`matching_net`, :func:`r2d2`. Transfer: :func:`baseline`. See ``docs/algorithms.md``.
 """
 
 from jmeta.algorithms.anil import anil, boil
+from jmeta.algorithms.baseline import BaselineParams, baseline
 from jmeta.algorithms.cavia import ContextParams, cavia, concat_context
 from jmeta.algorithms.gradient_based import WithReference, gradient_based_learner
 from jmeta.algorithms.imaml import imaml, proximal_solver
@@ -20,6 +21,7 @@ from jmeta.algorithms.r2d2 import r2d2, ridge_weights
 from jmeta.algorithms.reptile import reptile
 
 __all__ = [
+    "BaselineParams",
     "ContextParams",
     "FittedClassifier",
     "MamlppParams",
@@ -27,6 +29,7 @@ __all__ = [
     "MetricParams",
     "WithReference",
     "anil",
+    "baseline",
     "boil",
     "cavia",
     "concat_context",

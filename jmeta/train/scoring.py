@@ -64,7 +64,7 @@ _ARGUMENTS = {"eval_tasks": "num_tasks", "eval_seed": "seed", "test_inner_steps"
 
 
 def find_run(path: str | Path) -> tuple[Path, int | None]:
-    """The run folder and checkpoint step that ``path`` names (see :func:`locate_checkpoint`)."""
+    """The run folder and checkpoint step that ``path`` names (see ``locate_checkpoint``)."""
     found = locate_checkpoint(path)
     return found.run_dir, found.step
 
@@ -127,7 +127,7 @@ def evaluate_checkpoint(
     Args:
       path: a run folder (its best checkpoint by validation score if it kept
         one, else its newest), its ``checkpoints/`` or ``best/`` folder, or one
-        checkpoint folder (see :func:`locate_checkpoint`).
+        checkpoint folder (see ``jmeta.train.scoring.locate_checkpoint``).
       split: ``"test"`` or ``"val"``.
       num_tasks: tasks (default: the run's ``eval_tasks``, 600).
       seed: names the task set (default: the run's ``eval_seed``, so the same
