@@ -3,7 +3,8 @@
 Gradient-based (an inner optimisation loop): :func:`maml`, :func:`fomaml`,
 :func:`meta_sgd`, :func:`anil`, :func:`boil`, :func:`reptile`, :func:`imaml`,
 :func:`cavia`, :func:`mamlpp`. Metric-based (a classifier fitted in closed form on embeddings):
-:func:`protonet`, :func:`matching_net`, :func:`r2d2`. Transfer: :func:`baseline`. See ``docs/algorithms.md``.
+:func:`protonet`, :func:`matching_net`, :func:`r2d2`. Transfer: :func:`baseline`.
+See ``docs/algorithms.md``.
 """
 
 from jmeta.algorithms.anil import anil, boil

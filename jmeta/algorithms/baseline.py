@@ -112,7 +112,12 @@ def track_feature_mean(
 
 
 def pretraining_batch(
-    key: PRNGKey, images: Array, *, batch_size: int, rotations: bool = False
+    key: PRNGKey,
+    images: Array,
+    *,
+    batch_size: int,
+    rotations: bool = False,
+    augment: Callable[[PRNGKey, Array], Array] | None = None,
 ) -> Task:
     """A mini-batch of ``2 * batch_size`` examples of all classes, labelled by class index.
 
@@ -125,11 +130,13 @@ def pretraining_batch(
       batch_size: examples per half.
       rotations: ``4 * classes`` classes, class ``4 * c + r`` being class
         ``c`` rotated by ``90 * r`` degrees (as :func:`jmeta.tasks.few_shot`).
+      augment: optional ``(key, uint8 images) -> images``
+        (:mod:`jmeta.tasks.augment`).
     """
     batch_size = check_positive_int("batch_size", batch_size)
     classes, examples = images.shape[:2]
     total = classes * (4 if rotations else 1)
-    k_class, k_example = jax.random.split(key)
+    k_class, k_example, k_augment = jax.random.split(key, 3)
     labels = jax.random.randint(k_class, (2 * batch_size,), 0, total)
     index = jax.random.randint(k_example, (2 * batch_size,), 0, examples)
     base = labels // 4 if rotations else labels
@@ -137,6 +144,8 @@ def pretraining_batch(
     if rotations:
         turns = jnp.stack([jnp.rot90(x, k, axes=(1, 2)) for k in range(4)])
         x = turns[labels % 4, jnp.arange(2 * batch_size)]
+    if augment is not None:
+        x = augment(k_augment, x)
     x = x.astype(jnp.float32) / 255.0
     labels = labels.astype(jnp.int32)
     half = batch_size

@@ -27,9 +27,12 @@ import types
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
 import jmeta
+from jmeta.algorithms.baseline import track_feature_mean
 from jmeta.types import Array, MetaLearner, Model
 
 if TYPE_CHECKING:  # the config checks names against this registry: it imports this module
@@ -50,6 +53,9 @@ class LearnerSpec(NamedTuple):
       inner_steps: inner steps during meta-training.
       transductive: ``False`` when the model normalises with the support set
         (``batch_norm="support"``), so query predictions get ``reference=``.
+      input_shape: the shape of one input (``(H, W, C)``; ``None`` for regression).
+      train_classes: classes of the training split (rotations included), for
+        learners that pre-train a classifier over them (``None`` for regression).
     """
 
     config: TrainConfig
@@ -59,6 +65,8 @@ class LearnerSpec(NamedTuple):
     inner_lr: float
     inner_steps: int
     transductive: bool
+    input_shape: tuple[int, ...] | None = None
+    train_classes: int | None = None
 
 
 def _gradient_based(
@@ -129,6 +137,22 @@ MAMLPP_PRESETS = types.MappingProxyType({
 })  # fmt: skip
 
 
+def _baseline(spec: LearnerSpec) -> MetaLearner:
+    if spec.input_shape is None or spec.train_classes is None:
+        raise ValueError("the baseline needs image data: an input shape and training classes.")
+    params = jax.eval_shape(spec.model.init, jax.random.key(0))
+    x = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32)
+    feature_dim = jax.eval_shape(spec.model.apply, params, x).shape[-1]
+    return jmeta.baseline(
+        spec.model.apply,
+        num_classes=spec.train_classes,
+        feature_dim=feature_dim,
+        shots=spec.config.shots,
+        transductive=spec.transductive,
+        metrics=dict(spec.metrics),
+    )
+
+
 def _cavia(spec: LearnerSpec) -> MetaLearner:
     return jmeta.cavia(
         jmeta.algorithms.concat_context(spec.model.apply),
@@ -157,6 +181,9 @@ class Algorithm(NamedTuple):
       meta_optimizer: wraps the trainer's meta-optimizer (``None``: as is),
         e.g. MAML++'s :func:`~jmeta.algorithms.mamlpp.count_meta_steps`.
       meta_lr_schedule: the default of ``TrainConfig.meta_lr_schedule``.
+      pretraining: the learner trains on mini-batches of all training classes
+        labelled by class index (:func:`~jmeta.algorithms.baseline.pretraining_batch`)
+        instead of episodes.
     """
 
     build: Callable[[LearnerSpec], MetaLearner]
@@ -167,6 +194,7 @@ class Algorithm(NamedTuple):
         Callable[[optax.GradientTransformation], optax.GradientTransformation] | None
     ) = None
     meta_lr_schedule: str = "constant"
+    pretraining: bool = False
 
     def __call__(self, spec: LearnerSpec) -> MetaLearner:
         """``self.build(spec)``."""
@@ -190,6 +218,12 @@ ALGORITHMS: dict[str, Algorithm] = {
     "reptile": Algorithm(_gradient_based(jmeta.reptile, switch=False)),
     "imaml": Algorithm(_gradient_based(jmeta.imaml, switch=False)),
     "cavia": Algorithm(_cavia, extra_inputs=CAVIA_CONTEXT_SIZE),
+    "baseline": Algorithm(
+        _baseline,
+        embedding=True,
+        pretraining=True,
+        meta_optimizer=track_feature_mean,
+    ),
     "protonet": Algorithm(_metric(jmeta.protonet), embedding=True),
     "matching_net": Algorithm(_metric(jmeta.matching_net), embedding=True),
     "r2d2": Algorithm(_metric(jmeta.r2d2), embedding=True),

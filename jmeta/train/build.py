@@ -26,6 +26,8 @@ def build_learners(config: TrainConfig, problem: Problem) -> tuple[MetaLearner, 
             inner_lr=inner_lr,
             inner_steps=config.inner_steps,
             transductive=config.batch_norm != "support",
+            input_shape=problem.image_shape,
+            train_classes=problem.train_classes,
         )
 
     train_learner = build(spec(config.inner_lr))

@@ -16,6 +16,7 @@ import jax
 
 import jmeta
 from jmeta import models
+from jmeta.algorithms.baseline import pretraining_batch
 from jmeta.tasks.augment import crop_and_flip, random_affine
 from jmeta.train.algorithms import ALGORITHMS
 from jmeta.train.config import NO_SPLIT, TrainConfig
@@ -48,6 +49,7 @@ class Problem(NamedTuple):
     loss_fn: Callable[[Array, Array], Array]
     metrics: Mapping[str, Callable[[Array, Array], Array]]
     image_shape: tuple[int, ...] | None
+    train_classes: int | None = None
 
 
 def build_problem(
@@ -94,6 +96,12 @@ def build_problem(
             rotations=rotations,
             augment=augment,
         )
+        if training and ALGORITHMS[config.algorithm].pretraining:
+            # As many images per task as an episode: half "support", half "query".
+            half = -(-config.ways * (config.shots + queries) // 2)
+            sample = functools.partial(
+                _pretraining, batch_size=half, rotations=rotations, augment=augment
+            )
         out[role] = Split(name, sample, jax.device_put(split.images), split.num_classes)
     return Problem(
         train=out.get("train"),
@@ -103,6 +111,7 @@ def build_problem(
         loss_fn=jmeta.losses.cross_entropy,
         metrics={"accuracy": jmeta.losses.accuracy},
         image_shape=tuple(int(d) for d in image_shape),
+        train_classes=_train_classes(config, loaded.get("train")),
     )
 
 
@@ -159,6 +168,17 @@ def _augment(config: TrainConfig, image_shape: tuple[int, ...]):
         return images
 
     return both
+
+
+def _train_classes(config: TrainConfig, split) -> int | None:
+    """Classes of the training split, rotations included (``None``: not loaded)."""
+    if split is None:
+        return None
+    return int(split.images.shape[0]) * (4 if config.rotations else 1)
+
+
+def _pretraining(key: PRNGKey, data: Array, **options) -> Task:
+    return pretraining_batch(key, data, **options)
 
 
 def _few_shot(key: PRNGKey, data: Array, **options) -> Task:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jmeta
 from jmeta.train import outputs
+from jmeta.train.algorithms import ALGORITHMS
 from jmeta.train.best import BEST, best_checkpoints
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints, CheckpointWarning
@@ -164,7 +165,8 @@ def evaluate_checkpoint(
         raise err.renamed(_ARGUMENTS) from None
     if split == "val" and config.val_split == NO_SPLIT:
         raise ValueError(f"the run in {run_dir} has no validation split.")
-    problem = build_problem(config, splits=(split,))
+    needs_train = ALGORITHMS[config.algorithm].pretraining  # its head's size: training classes
+    problem = build_problem(config, splits=(split, "train") if needs_train else (split,))
     train_learner, test_learner = build_learners(config, problem)
     step_fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     like, _ = initial_state(step_fns, train_learner, problem.model, config.seed, abstract=True)

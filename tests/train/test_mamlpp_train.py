@@ -54,3 +54,26 @@ def test_a_tiny_mamlpp_run_counts_its_steps_and_learns(tmp_path):
     assert any(not np.allclose(x, config.inner_lr) for x in lrs)  # LSLR learned
     scores = result.test[1]
     assert scores["loss"].mean < scores["loss_before"].mean
+
+
+def test_a_tiny_baseline_run_pretrains_on_all_training_classes_and_is_scored(tmp_path):
+    import json
+
+    from tiny_runs import fake_omniglot, tiny_omniglot
+
+    from jmeta.datasets import load
+    from jmeta.train import evaluate_checkpoint
+
+    data = fake_omniglot(tmp_path / "omniglot")
+    config = tiny_omniglot(tmp_path / "run", data, algorithm="baseline", keep_best=True)
+    with jax.numpy_dtype_promotion("standard"):
+        result = train(config, progress=False)
+        scores, step = evaluate_checkpoint(tmp_path / "run")
+    meta = result.state.meta_params
+    characters = load("omniglot", "minimal-train", data_dir=str(data), image_size=16)
+    assert meta.classifier["kernel"].shape[1] == 4 * characters.images.shape[0]  # rotations
+    assert meta.feature_mean.shape == (meta.classifier["kernel"].shape[0],)
+    assert float(jnp.linalg.norm(meta.feature_mean)) > 0  # the centre was tracked
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert step == results["tested_step"] == results["best"]["step"]
+    assert scores[1]["accuracy"].mean == results["test"]["1"]["accuracy"]["mean"]
