@@ -74,8 +74,8 @@ def run_recipe(
     steps, commands, stopped = 0, [], None
     while steps < most and stopped is None and time.perf_counter() - started < budget:
         steps = min(steps + chunk, most)
-        config = TrainConfig(**{**COMMON, "data_dir": data_dir}, **fields, num_steps=steps,
-                             output_dir=str(out))  # fmt: skip
+        values = {**COMMON, "data_dir": data_dir, **fields}  # the recipe's (or quick's) win
+        config = TrainConfig(**values, num_steps=steps, output_dir=str(out))
         resume = (out / "config.json").exists()
         commands.append(command(config) + (" --resume" if resume else ""))
         train(config, resume=resume, progress=False)
