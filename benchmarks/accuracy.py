@@ -106,15 +106,16 @@ def render(results_dir: Path) -> str:
     """RESULTS.md's accuracy section, from the result files in ``results_dir``."""
     rows = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
     lines = [
-        "| algorithm | ways | accuracy (600 `minimal-test` tasks) | best step | steps | stopped "
-        "| wall time | machine (load average before) |",
+        "| algorithm | ways | accuracy ± 95% CI (`minimal-test` tasks) | best step | steps "
+        "| stopped | wall time | machine (load average before) |",
         "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for r in rows:
         load = r["load_average"]["before"][0]
         lines.append(
             f"| {r['algorithm']} | {r['ways']} | {100 * r['accuracy']:.1f}% ± "
-            f"{100 * r['ci95']:.1f} | {r['best_step']} | {r['steps']} | {r['stopped']} | "
+            f"{100 * r['ci95']:.1f} ({r['test_tasks']} tasks) | {r['best_step']} | "
+            f"{r['steps']} | {r['stopped']} | "
             f"{r['wall_seconds'] / 60:.0f} min | {r['machine']} ({load:.1f}) |"
         )
     commands = [f"- {r['name']}: `{r['commands'][-1]}`" for r in rows]
