@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--checkpoint", required=True, type=Path, metavar="DIR",
-        help="a run folder (newest checkpoint), or one checkpoints/<step> folder",
+        help="a run folder (its best checkpoint if it kept one with --keep-best, else its "
+        "newest), its checkpoints/ or best/ folder, or one checkpoints/<step> folder",
     )  # fmt: skip
     evaluate.add_argument("--split", choices=("test", "val"), default="test")
     evaluate.add_argument("--tasks", type=int, help="number of tasks (default: the run's, 600)")
@@ -217,13 +218,14 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     from jmeta.train import evaluate_checkpoint, saved_config
     from jmeta.train.logs import write_json
     from jmeta.train.results import format_scores, scores_to_json
-    from jmeta.train.scoring import find_run
+    from jmeta.train.scoring import locate_checkpoint
 
     if args.json is not None and not args.json.parent.is_dir():
         parser.error(f"--json {args.json}: no such folder {args.json.parent}")
     with _one_line_warnings("eval"):
         try:
-            config = saved_config(find_run(args.checkpoint)[0])
+            found = locate_checkpoint(args.checkpoint)
+            config = saved_config(found.run_dir)
             scores, step = evaluate_checkpoint(
                 args.checkpoint,
                 split=args.split,
@@ -236,14 +238,16 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
             parser.error(_eval_message(err))
     tasks = args.tasks or config.eval_tasks
     seed = config.eval_seed if args.seed is None else args.seed
+    which = "best checkpoint (by validation score)" if found.best else "checkpoint"
     header = (
-        f"{config.algorithm} checkpoint at step {step}, {args.split} split: {tasks} fixed tasks "
+        f"{config.algorithm} {which} at step {step}, {args.split} split: {tasks} fixed tasks "
         f"(seed {seed}), mean ± 95% confidence interval"
     )
     print(format_scores(scores, regression=config.is_regression, header=header))
     if args.json is not None:
         try:
-            write_json(args.json, {"step": step, "scores": scores_to_json(scores)})
+            write_json(args.json, {"step": step, "best": found.best,
+                                   "scores": scores_to_json(scores)})  # fmt: skip
         except OSError as err:
             print(f"jmeta eval: error: {err} (the scores are printed above).", file=sys.stderr)
             return EXIT_STOPPED

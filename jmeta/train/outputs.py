@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jmeta.datasets.conversion import ImageConversion
+from jmeta.train.best import BEST
 from jmeta.train.checkpoint import is_checkpoint_entry
 from jmeta.train.config import TrainConfig, config_from_dict, resolve_config
 from jmeta.train.lock import LOCK, RunLock
@@ -46,6 +47,7 @@ _FILES = (MARKER, CONFIG, METRICS, RESULTS, TIMINGS, CURVES)
 #: jmeta's folders, and which of their entries it writes.
 _FOLDERS = {
     CHECKPOINTS: is_checkpoint_entry,
+    BEST: is_checkpoint_entry,
     TENSORBOARD: lambda path: path.name.startswith("events.out.tfevents."),
 }
 

@@ -53,7 +53,7 @@ from jmeta.train.algorithms import ALGORITHMS, LearnerSpec
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.config import ConfigError, TrainConfig
-from jmeta.train.problem import Problem, build_model
+from jmeta.train.problem import Problem, build_model, build_problem
 from jmeta.train.resume import expected
 from jmeta.train.scoring import find_run
 from jmeta.types import Batch
@@ -350,8 +350,11 @@ def _program(config: TrainConfig, shape, shots: int | None, num_classes: int) ->
     or unbalanced when ``None``), adapted and applied in one compiled function."""
     model = build_model(config, shape)
     losses = jmeta.losses
+    train_classes = None
+    if ALGORITHMS[config.algorithm].pretraining:  # its classifier is sized by the training split
+        train_classes = build_problem(config, splits=("train",)).train_classes
     problem = Problem(None, None, None, model, losses.cross_entropy,
-                      {"accuracy": losses.accuracy}, shape)  # fmt: skip
+                      {"accuracy": losses.accuracy}, shape, train_classes=train_classes)  # fmt: skip
     train_learner, _ = build_learners(config, problem)
     fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     like, _ = initial_state(fns, train_learner, model, config.seed, abstract=True)
@@ -364,6 +367,8 @@ def _program(config: TrainConfig, shape, shots: int | None, num_classes: int) ->
         inner_steps=config.inner_steps,
         transductive=config.batch_norm != "support",
         num_classes=None if shots is not None else num_classes,
+        input_shape=shape,
+        train_classes=train_classes,
     )
     learner = ALGORITHMS[config.algorithm].build(spec)
 
