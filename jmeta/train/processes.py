@@ -134,7 +134,10 @@ class ReadOnlyFolder:
 
 
 class NoLog:
-    """A metrics log that writes nothing (processes other than 0)."""
+    """A metrics log that writes nothing (processes other than 0); ``path`` is process 0's."""
+
+    def __init__(self, path: Path):
+        self.path = path
 
     def write(self, record: dict[str, Any]) -> None:
         del record
