@@ -117,8 +117,8 @@ class ReadOnlyFolder:
     def saved_config(self) -> TrainConfig:
         return outputs.saved_config(self.path)
 
-    def start(self, config: TrainConfig, *, resumed: dict[str, Any] | None = None) -> None:
-        del config, resumed
+    def start(self, config: TrainConfig, **record: Any) -> None:
+        del config, record
 
     def update(self, **fields: Any) -> None:
         del fields
