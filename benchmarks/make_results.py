@@ -21,17 +21,21 @@ SECTIONS = [
      "bash benchmarks/gpu_session.sh  # python -m benchmarks.throughput --suite gpu"),
     ("Throughput on an H100, second lease", "throughput_nvidia-h100-80gb-hbm3_lease2",
      "SUITE=gpu2 bash benchmarks/gpu_session.sh"),
-    ("Throughput on an H100, third lease (jmeta and plain JAX only)", "throughput_nvidia-h100-80gb-hbm3_lease3",
+    ("Throughput on an H100, third lease (jmeta and plain JAX only)",
+     "throughput_nvidia-h100-80gb-hbm3_lease3",
      "python -m benchmarks.throughput --suite gpu --peers jmeta plain_jax --budget-s 170"),
     ("Throughput on this CPU", "throughput_cpu",
      "taskset -c 1 python -m benchmarks.throughput --suite cpu --group-timeout 240  # one core"),
-    ("The default job's meta-step (sinusoid), this CPU", "sinusoid_step", "python -m benchmarks.sinusoid_step"),
+    ("The default job's meta-step (sinusoid), this CPU", "sinusoid_step",
+     "python -m benchmarks.sinusoid_step"),
     ("The default job's meta-step (sinusoid), this CPU pinned to one core", "sinusoid_step_1core",
      "python -m benchmarks.sinusoid_step --cores 1"),
     ("The default job's meta-step (sinusoid), H100", "sinusoid_step_nvidia-h100-80gb-hbm3",
      "python -m benchmarks.sinusoid_step  # on the lent H100"),
-    ("Accuracy reproductions: sinusoid", "reproduce_sinusoid", "python -m benchmarks.reproduce --seeds 0"),
-    ("Accuracy on minimal Omniglot", "omniglot_accuracy", "PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py"),
+    ("Accuracy reproductions: sinusoid", "reproduce_sinusoid",
+     "python -m benchmarks.reproduce --seeds 0"),
+    ("Accuracy on minimal Omniglot", "omniglot_accuracy",
+     "PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py"),
     ("Memory", "memory", "PYTHONPATH=$PWD python benchmarks/memory.py"),
     ("Mixed precision", "mixed_precision", "PYTHONPATH=$PWD python benchmarks/mixed_precision.py"),
     ("Scaling over devices", "scaling", "PYTHONPATH=$PWD python benchmarks/scaling.py"),
@@ -58,11 +62,14 @@ NOTES = {
         "jmeta's default im2col convolutions run it in about 10 s. PyTorch's per-task loops "
         "(oneDNN convolutions, one task at a time, a small working set) are still 2-3x faster "
         "than jmeta on one CPU core, whose 32-task im2col patches need 4.3 GiB; "
-        "`chunk_size=4` gained about 15% in a separate run. That gap is open."
+        "`chunk_size=4` gained about 15% in a separate run. These rows predate "
+        '`conv_impl="auto"` (adaptive convolutions on CPU); the section '
+        '"Targets on this CPU" above compares the current code with PyTorch.'
     ),
 }
 
-# The issue's targets on an H100: (workload, inner steps, order, minimum tasks, tasks/s, memory ratio).
+# The issue's targets on an H100:
+# (workload, inner steps, order, minimum tasks, tasks/s, memory ratio).
 TARGETS = [
     ("Omniglot 5-way 1-shot, 32 tasks, 1 step", "omniglot_5w1s", 1, 32, 32, 4000, 0.5),
     ("Omniglot 20-way 1-shot, 16 tasks, 5 steps", "omniglot_20w1s", 5, 16, 16, 600, 0.5),
@@ -81,13 +88,13 @@ def gpu_records() -> list[dict]:
 def targets_table(records: list[dict]) -> list[str]:
     ok = [r for r in records if r["status"] == "ok" and not r["first_order"]]
     lines = [
-        "| target (second order) | required | best jmeta | configuration | torch.func | plain JAX | "
-        "jmeta memory / torch.func memory |",
+        "| target (second order) | required | best jmeta | configuration | torch.func "
+        "| plain JAX | jmeta memory / torch.func memory |",
         "|---|---:|---:|---|---:|---:|---:|",
     ]
     for title, workload, steps, lo, hi, need, mem_ratio in TARGETS:
 
-        def match(r, peer):
+        def match(r, peer, workload=workload, steps=steps, lo=lo, hi=hi):
             return (r["peer"] == peer and r["workload"] == workload and r["inner_steps"] == steps
                     and r["batch"] >= lo and (hi is None or r["batch"] <= hi))  # fmt: skip
 
@@ -108,7 +115,10 @@ def targets_table(records: list[dict]) -> list[str]:
         memory = "-"
         if mem_ratio is not None and func and best.get("peak_bytes") and func.get("peak_bytes"):
             ratio = best["peak_bytes"] / func["peak_bytes"]
-            memory = f"{fmt_bytes(best['peak_bytes'])} / {fmt_bytes(func['peak_bytes'])} = {ratio:.2f} (need <= {mem_ratio})"
+            memory = (
+                f"{fmt_bytes(best['peak_bytes'])} / {fmt_bytes(func['peak_bytes'])} = "
+                f"{ratio:.2f} (need <= {mem_ratio})"
+            )
         config = ", ".join(f"{k}={v}" for k, v in best["options"].items()) or "defaults"
         config += f"; {best['batch']} tasks; {best['lease']}"
         met = "met" if best["tasks_per_s"] >= need else "not met"
@@ -117,8 +127,36 @@ def targets_table(records: list[dict]) -> list[str]:
             return f"{r['tasks_per_s']:,.0f} ({r['lease']})" if r else "-"
 
         lines.append(
-            f"| {title} | {need:,} | **{best['tasks_per_s']:,.0f}** ({met}) | {config} | {rate(func)} "
-            f"| {rate(plain)} | {memory} |"
+            f"| {title} | {need:,} | **{best['tasks_per_s']:,.0f}** ({met}) | {config} "
+            f"| {rate(func)} | {rate(plain)} | {memory} |"
+        )
+    return lines
+
+
+def cpu_target_files() -> list[Path]:
+    """The CPU target reports (``benchmarks/cpu_targets.py``), newest first."""
+    return sorted(RESULTS.glob("cpu_targets_*.json"), key=lambda p: p.stem, reverse=True)
+
+
+def cpu_targets_table(path: Path) -> list[str]:
+    """Issue 17's CPU targets from one report: jmeta's default against PyTorch."""
+    report = json.loads(path.read_text())
+    lines = [
+        "| target | PyTorch ms | jmeta (`conv_impl=auto`) ms | speed vs PyTorch | met | "
+        "jmeta before (`im2col`) ms |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for case in report["cases"]:
+        summary = case["summary"]
+        ref, auto = summary[case["reference"]], summary.get("jmeta conv_impl=auto")
+        if auto is None:
+            continue
+        before = summary.get("jmeta conv_impl=im2col")
+        before_ms = f"{1e3 * before['median_s']:,.0f}" if before else "-"
+        ratio = auto["speed_vs_reference"]
+        lines.append(
+            f"| {case['case']} | {1e3 * ref['median_s']:,.0f} | {1e3 * auto['median_s']:,.0f} | "
+            f"{ratio:.2f}x | {'yes' if ratio >= 1 else 'no'} | {before_ms} |"
         )
     return lines
 
@@ -129,14 +167,29 @@ def main() -> int:
         "",
         "Generated by `python -m benchmarks.make_results` from the files in `benchmarks/results/`, "
         "each written by the script named in its section; nothing here is typed by hand. Timings "
-        "compare implementations within one run on one machine; the three H100 leases were separate "
-        "machines of the same kind (NVIDIA H100 80GB HBM3).",
+        "compare implementations within one run on one machine; the three H100 leases were "
+        "separate machines of the same kind (NVIDIA H100 80GB HBM3).",
         "",
     ]
     records = gpu_records()
     if records:
         out += ["## Targets on an H100", "", *targets_table(records), "",
                 "![H100 throughput](results/throughput_nvidia-h100-80gb-hbm3.png)", ""]  # fmt: skip
+    targets = cpu_target_files()
+    if targets:
+        report = json.loads(targets[0].read_text())
+        intro = (
+            f"Issue 17: jmeta at least as fast as PyTorch on this CPU, measured side by side in "
+            f"one run (`{targets[0].stem}`: {report['cpu']}, {report['date']}, commit "
+            f"{report['commit']}, float32, 1-minute load average "
+            f"{report['load_1min_start']:.1f} at the start). Speed is the median over "
+            f"interleaved rounds of PyTorch's time over jmeta's."
+        )
+        out += ["## Targets on this CPU", "", intro, "", *cpu_targets_table(targets[0]), ""]
+        for path in targets:
+            body = path.with_suffix(".md").read_text().strip().splitlines()
+            body = [("##" + line) if line.startswith("#") else line for line in body]
+            out += [f"Command: `{json.loads(path.read_text())['command']}`", "", *body, ""]
     for title, stem, command in SECTIONS:
         md = RESULTS / f"{stem}.md"
         if not md.exists():
@@ -147,9 +200,10 @@ def main() -> int:
         out += [NOTES[stem], ""] if stem in NOTES else []
         out += [*body, ""]
         if stem == "memory" and (RESULTS / "memory_nvidia-h100-80gb-hbm3.log").exists():
-            out += ["On the H100 (first lease; `benchmarks/memory.py --quick`, cut short by the lease's "
-                    "time: conv_impl xla, float32; MiB; `peak` is the allocator's peak after one step):", "",
-                    "```", (RESULTS / "memory_nvidia-h100-80gb-hbm3.log").read_text().strip(), "```", ""]  # fmt: skip
+            log = (RESULTS / "memory_nvidia-h100-80gb-hbm3.log").read_text().strip()
+            out += ["On the H100 (first lease; `benchmarks/memory.py --quick`, cut short by the "
+                    "lease's time: conv_impl xla, float32; MiB; `peak` is the allocator's peak "
+                    "after one step):", "", "```", log, "```", ""]  # fmt: skip
     (HERE / "RESULTS.md").write_text("\n".join(out))
     print(f"wrote {HERE / 'RESULTS.md'} ({len(out)} lines)")
     return 0

@@ -58,8 +58,8 @@ _TRAIN_FLAGS: tuple[tuple[str, str, dict], ...] = (
     ("model", "network", {"choices": ("mlp", "conv4", "resnet12")}),
     ("width", "hidden units (mlp) or filters (conv4; first stage of resnet12)", {"type": int}),
     ("batch_norm", "batch-norm statistics from", {"choices": ("transductive", "support", "none")}),
-    ("conv_impl", "convolutions as XLA convolutions or im2col matrix products (auto: im2col on "
-     "CPU)", {"choices": ("auto", "xla", "im2col")}),
+    ("conv_impl", "how convolutions are computed (auto: the fastest measured on the backend, "
+     "adaptive on CPU, im2col on GPU)", {"choices": ("auto", "adaptive", "xla", "im2col")}),
     ("output_dir", "folder for the run's files (default: runs/<dataset>-<algo>-<time>)", {}),
     ("checkpoint_interval", "checkpoint every this many meta-steps (0: only at the end)",
      {"type": int}),

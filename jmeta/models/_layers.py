@@ -17,13 +17,14 @@ import numpy as np
 from jax import lax
 
 from jmeta._dtypes import at_least_float32
+from jmeta.models._conv import conv2d_adaptive
 from jmeta.types import Array, Params, PRNGKey
 
 BatchNormMode = Literal["transductive", "support", "none"]
-ConvImpl = Literal["xla", "im2col"]
+ConvImpl = Literal["auto", "adaptive", "xla", "im2col"]
 
 BATCH_NORM_MODES: tuple[str, ...] = ("transductive", "support", "none")
-CONV_IMPLS: tuple[str, ...] = ("xla", "im2col")
+CONV_IMPLS: tuple[str, ...] = ("auto", "adaptive", "xla", "im2col")
 BATCH_NORM_EPSILON = 1e-5
 
 
@@ -122,11 +123,18 @@ def conv2d(x: Array, kernel: Array, impl: str) -> Array:
         ``kh * kw`` shifted copies of ``x`` into ``[n, H, W, kh * kw * C_in]``
         patches and contracts them with the flattened kernel in one ``einsum``,
         so that ``vmap`` over per-task kernels gives a batched matrix product
-        rather than a grouped convolution.
+        rather than a grouped convolution. ``"adaptive"`` is
+        :func:`jmeta.models._conv.conv2d_adaptive`, whose form depends on how
+        ``vmap`` batches the kernel and on the backend. ``"auto"`` is
+        :func:`auto_conv_impl` of the default backend.
 
     Returns:
       ``[n, H, W, C_out]``.
     """
+    if impl == "auto":
+        impl = auto_conv_impl()
+    if impl == "adaptive":
+        return conv2d_adaptive(x, kernel)
     kh, kw, c_in, c_out = kernel.shape
     if impl == "xla":
         return lax.conv_general_dilated(
@@ -146,6 +154,13 @@ def conv2d(x: Array, kernel: Array, impl: str) -> Array:
         ]
         patches = jnp.concatenate(shifted, axis=-1)
     return jnp.einsum("nhwk,ko->nhwo", patches, kernel.reshape(kh * kw * c_in, c_out))
+
+
+def auto_conv_impl(backend: str | None = None) -> str:
+    """What ``conv_impl="auto"`` means on ``backend`` (default: JAX's default backend,
+    read when ``apply`` is traced): ``"adaptive"`` on CPU, ``"im2col"`` elsewhere,
+    the fastest measured there (see :mod:`jmeta.models`)."""
+    return "adaptive" if (backend or jax.default_backend()) == "cpu" else "im2col"
 
 
 def batch_norm(h: Array, params: Params, num_stat_rows: int | None) -> Array:

@@ -35,7 +35,7 @@ def conv4(
     channels: int = 64,
     input_shape: tuple[int, int, int] = (28, 28, 1),
     batch_norm: _layers.BatchNormMode = "transductive",
-    conv_impl: _layers.ConvImpl = "im2col",
+    conv_impl: _layers.ConvImpl = "auto",
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Model:

@@ -66,7 +66,7 @@ def resnet12(
     channels: Sequence[int] = (64, 160, 320, 640),
     input_shape: tuple[int, int, int] = (84, 84, 3),
     batch_norm: _layers.BatchNormMode = "transductive",
-    conv_impl: _layers.ConvImpl = "im2col",
+    conv_impl: _layers.ConvImpl = "auto",
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Model:

@@ -22,7 +22,7 @@ from jmeta.datasets.registry import DATASETS
 SINUSOID = "sinusoid"
 MODELS = ("mlp", "conv4", "resnet12")
 BATCH_NORM = ("transductive", "support", "none")
-CONV_IMPLS = ("auto", "xla", "im2col")
+CONV_IMPLS = ("auto", "adaptive", "xla", "im2col")
 META_OPTIMIZERS = ("adam", "sgd")
 NO_SPLIT = "none"
 
@@ -72,10 +72,13 @@ class TrainConfig:
         (resnet12, stages ``w, 2.5w, 5w, 10w``).
       batch_norm: ``"transductive"``, ``"support"`` or ``"none"`` (see
         :mod:`jmeta.models`).
-      conv_impl: how convolutions are computed: ``"im2col"`` (a batched
-        matrix product, faster under ``vmap`` over per-task weights on CPU and
-        GPU), ``"xla"`` or ``"auto"`` (the models' default, ``"im2col"``).
-        Same function, up to floating-point rounding.
+      conv_impl: how convolutions are computed: ``"auto"`` (the models'
+        default: the fastest measured on the backend, ``"adaptive"`` on CPU and
+        ``"im2col"`` elsewhere), ``"adaptive"`` (``lax.conv`` where the kernel
+        is shared by the tasks, a per-task form chosen by the backend where each
+        task has its own), ``"im2col"`` (batched matrix products) or ``"xla"``
+        (``lax.conv``). Same function, up to floating-point rounding; see
+        :mod:`jmeta.models`.
       output_dir: where the run writes (``None``: ``runs/<dataset>-<algorithm>-<time>``).
       checkpoint_interval: save every this many steps (0: only at the end).
       keep_checkpoints: how many recent checkpoints to keep.

@@ -119,18 +119,12 @@ def build_model(config: TrainConfig, image_shape: tuple[int, ...] | None) -> Mod
     options = {
         "input_shape": image_shape,
         "batch_norm": config.batch_norm,
-        "conv_impl": conv_impl(config.conv_impl),
+        "conv_impl": config.conv_impl,
     }
     if config.model == "conv4":
         return models.conv4(num_classes, channels=width, **options)
     channels = (width, int(2.5 * width), 5 * width, 10 * width)
     return models.resnet12(num_classes, channels=channels, **options)
-
-
-def conv_impl(choice: str) -> str:
-    """``"auto"``: ``"im2col"``, faster than XLA's grouped convolutions under
-    ``vmap`` over per-task kernels on CPU (20-40x) and on an H100 (1.2-1.3x)."""
-    return "im2col" if choice == "auto" else choice
 
 
 def _few_shot(key: PRNGKey, data: Array, **options) -> Task:
