@@ -25,7 +25,7 @@ before ``auto`` was measured; ``xla`` is ``lax.conv`` throughout). MAML with
 convolutions did not finish a meta-step in 240 s.
 
 Protocol: everything is float32 and runs in this one process, PyTorch and
-XLA each with their default threads (all cores). After two warm-up calls per
+XLA each with their default threads (all cores, or ``--cores``). After two warm-up calls per
 contender, each round calls every contender of a target once, in a new random
 order, so that a change of load on a shared machine hits every contender
 alike; the report gives medians over rounds, the median over rounds of the
@@ -376,7 +376,8 @@ def write_report(report: dict[str, Any], out_dir: Path, label: str | None) -> Pa
         f"### CPU targets on {report['cpu']} ({report['cores']} cores), {report['date']}",
         "",
         f"Commit {report['commit']}; {', '.join(f'{k} {val}' for k, val in v.items())}; float32; "
-        f"PyTorch threads {report['torch_threads']}, XLA:CPU default threads; "
+        f"{report['cores_used']} of the cores used, PyTorch threads {report['torch_threads']}, "
+        f"XLA:CPU's default threads; "
         f"{report['rounds']} interleaved rounds per case, medians; 1-minute load average "
         f"{report['load_1min_start']:.1f} at the start, {report['load_1min_end']:.1f} at the end. "
         f"`speed vs` is the median over rounds of the reference's time / this row's time "
@@ -397,17 +398,32 @@ def main(argv: list[str] | None = None) -> int:
         "--protonet-tasks", type=int, default=0,
         help="also time this many 5-way 1-shot tasks (trainer's default: 32)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cores", type=int, default=None,
+        help="pin to this many cores (PyTorch then uses as many threads): with 1, a busy "
+        "machine slows both frameworks alike, while a multi-threaded PyTorch waits at every "
+        "OpenMP barrier for a thread that is not running",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
     parser.add_argument("--label", default=None, help="suffix of the result files' names")
     parser.add_argument("--out", type=Path, default=RESULTS)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.cores is not None:  # before JAX and PyTorch start their threads
+        allowed = sorted(os.sched_getaffinity(0))
+        if not 1 <= args.cores <= len(allowed):
+            parser.error(f"--cores {args.cores}: {len(allowed)} CPUs are available")
+        os.sched_setaffinity(0, allowed[: args.cores])
 
     import torch
+
+    if args.cores is not None:
+        torch.set_num_threads(args.cores)
 
     report: dict[str, Any] = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
+        "cores_used": len(os.sched_getaffinity(0)),
         "date": datetime.date.today().isoformat(),
         "commit": git_commit(),
         "versions": versions(),

@@ -75,7 +75,9 @@ class Forms(NamedTuple):
       taps_below: a convolution of fewer input channels than this, with or
         without a task axis, is computed as ``kh * kw * C_in`` broadcast
         multiply-adds of shifted copies of the input, which XLA fuses into
-        one loop (images of one to three channels: the first layer).
+        one loop, and its kernel gradient as one matrix product of those
+        copies laid out channels first (images of one to three channels: the
+        first layer).
     """
 
     conv: Literal["xla", "im2col"]
@@ -210,6 +212,20 @@ def _taps_conv(x, kernel, padding):
     return out
 
 
+def _taps_kernel_grad(x, ct, padding, kernel_hw):
+    """The kernel gradient as one matrix product of the shifted copies, laid out
+    ``[..., kh * kw * Ci, n * H' * W']`` (cheap to build for few channels), by ``ct``."""
+    kh, kw = kernel_hw
+    height, width = _out_hw(x.shape[-3:-1], kernel_hw, padding)
+    lead, ci = x.shape[:-4], x.shape[-1]
+    channels_first = jnp.moveaxis(x, -1, -4)  # [..., Ci, n, H, W]
+    padded = jnp.pad(channels_first, ((0, 0),) * (x.ndim - 2) + tuple(padding))
+    taps = [padded[..., i : i + height, j : j + width] for i in range(kh) for j in range(kw)]
+    patches = jnp.stack(taps, axis=-5).reshape(*lead, kh * kw * ci, -1)
+    grad = patches @ ct.reshape(*lead, -1, ct.shape[-1])
+    return grad.reshape(*lead, kh, kw, ci, ct.shape[-1])
+
+
 _CONV = {"xla": _xla_conv, "im2col": _im2col_conv}
 _KERNEL_GRAD = {"xla": _xla_kernel_grad, "im2col": _im2col_kernel_grad}
 
@@ -240,6 +256,8 @@ def _conv_impl(x, kernel, *, padding, batch_dims, forms: Forms):
 
 
 def _kernel_grad_impl(x, ct, *, padding, batch_dims, kernel_hw, forms: Forms):
+    if x.shape[-1] < forms.taps_below:
+        return _taps_kernel_grad(x, ct, padding, kernel_hw)
     if not batch_dims:
         return _KERNEL_GRAD[forms.kernel_grad](x, ct, padding, kernel_hw)
     form = forms.task_kernel_grad

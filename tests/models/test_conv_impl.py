@@ -23,16 +23,19 @@ from jmeta.models._conv import FORMS, Forms, conv2d_adaptive
 from jmeta.models._layers import auto_conv_impl, conv2d
 
 IMPLS = ("im2col", "adaptive")
-# Forms of the adaptive primitive, whichever platform would choose them: each option once.
+# Forms of the adaptive primitive, whichever platform would choose them: each option once
+# (the test images have 2 or 3 channels, so taps_below=4 computes them all as taps).
 ALL_FORMS = [
-    Forms(conv="xla", kernel_grad="xla", per_task="loop"),
-    Forms(conv="im2col", kernel_grad="im2col", per_task="im2col"),
-    Forms(conv="xla", kernel_grad="im2col", per_task="xla"),
-    Forms(conv="im2col", kernel_grad="xla", per_task="loop"),
-]
+    Forms(conv="xla", kernel_grad="xla", task_conv="loop-xla", task_kernel_grad="loop-im2col"),
+    Forms(conv="im2col", kernel_grad="im2col", task_conv="im2col", task_kernel_grad="im2col"),
+    Forms(conv="xla", kernel_grad="im2col", task_conv="xla", task_kernel_grad="loop-xla"),
+    Forms(conv="im2col", kernel_grad="xla", task_conv="loop-im2col", task_kernel_grad="xla"),
+    Forms(conv="xla", kernel_grad="xla", task_conv="im2col", task_kernel_grad="im2col",
+          taps_below=4),
+]  # fmt: skip
 
 
-@pytest.fixture(params=ALL_FORMS, ids=lambda f: "-".join(f))
+@pytest.fixture(params=ALL_FORMS, ids=lambda f: "-".join(map(str, f)))
 def cpu_forms(request, monkeypatch):
     """Makes this CPU compute the adaptive convolution in the given forms."""
     monkeypatch.setitem(FORMS, "cpu", request.param)
@@ -249,8 +252,10 @@ def test_auto_is_adaptive_on_cpu_and_im2col_elsewhere():
 
 def test_cpu_forms_are_the_documented_ones():
     """jmeta.models' docstring states the CPU forms; this keeps it true."""
-    assert FORMS["cpu"] == Forms(conv="xla", kernel_grad="xla", per_task="loop")
-    assert FORMS["default"] == Forms(conv="xla", kernel_grad="xla", per_task="im2col")
+    assert FORMS["cpu"] == Forms(conv="xla", kernel_grad="xla", task_conv="loop-xla",
+                                 task_kernel_grad="loop-im2col", taps_below=4)  # fmt: skip
+    assert FORMS["default"] == Forms(conv="xla", kernel_grad="xla", task_conv="im2col",
+                                     task_kernel_grad="im2col")  # fmt: skip
     doc = " ".join(jmeta.models.__doc__.split())
     assert "on CPU" in doc and "one ``lax.conv`` per task in a sequential loop" in doc
 
