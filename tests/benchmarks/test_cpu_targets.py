@@ -50,8 +50,9 @@ def test_report_names_machine_date_versions_precision_and_load(tmp_path):
     assert path.name == "cpu_targets_amd-epyc-7b13_2026-12-01_after.md"
     assert json.loads(path.with_suffix(".json").read_text())["cases"][0]["target"] == "conv"
     text = path.read_text()
-    for needle in ("AMD EPYC 7B13", "2026-12-01", "abc1234", "jax 0.10.2", "torch 2.13.0",
-                   "float32", "load average 0.7", "| jmeta conv_impl=auto | 1000.0 |", "2.00x"):  # fmt: skip
+    needles = ("AMD EPYC 7B13", "2026-12-01", "abc1234", "jax 0.10.2", "torch 2.13.0", "float32",
+               "load average 0.7", "| jmeta conv_impl=auto | 1000.0 |", "2.00x")  # fmt: skip
+    for needle in needles:
         assert needle in text, needle
 
 
