@@ -146,7 +146,7 @@ def main() -> None:
             print(result.summary(), flush=True)
             steps = result.config.test_inner_steps[0]
             scores = result.test[steps]
-            trained = json.loads((output_dir / "results.json").read_text())
+            sessions = json.loads((output_dir / "timings.json").read_text())["sessions"]
             first = [r for r in _records(output_dir) if r["split"] == "train"]
             rows = [r for r in rows if (r["algorithm"], r["ways"]) != (algorithm, ways)]
             rows.append(
@@ -161,7 +161,7 @@ def main() -> None:
                     "test_inner_steps": steps if "accuracy_before" in scores else None,
                     "meta_steps": int(result.state.step),
                     "train_seconds": first[-1]["seconds"] if first else None,
-                    "total_seconds": trained["seconds"] if not resume else None,
+                    "total_seconds": sessions[-1]["seconds"] if not resume else None,
                     "this_call_seconds": time.perf_counter() - started,
                     "command": command(result.config.replace(output_dir=str(output_dir))),
                     "config": result.config.replace(output_dir=str(output_dir)).to_dict(),

@@ -36,8 +36,13 @@ def mean_ci(values) -> Estimate:
     r"""Mean and 95% normal-approximation confidence half-width.
 
     :math:`\bar v \pm 1.96\, s / \sqrt{n}` with :math:`s` the sample standard
-    deviation (``ddof=1``), the convention of the few-shot literature
-    (e.g. 600 test tasks in Finn et al. 2017 and Snell et al. 2017).
+    deviation with Bessel's correction (``ddof=1``, divisor :math:`n - 1`):
+    the usual estimate of the spread of the population the :math:`n` test
+    tasks are drawn from, and the one a t- or z-interval for a mean uses.
+    Published few-shot code is not uniform here: MAML's released code, for
+    one, calls ``np.std`` with NumPy's default ``ddof=0``. The two differ by
+    the factor :math:`\sqrt{n / (n - 1)}`, 1.0008 for 600 tasks, far below
+    the interval's own sampling error. ``n = 1`` gives a NaN half-width.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
@@ -83,6 +88,10 @@ def evaluate(
       ``{metric: Estimate}``, e.g. ``{"loss": ..., "loss_before": ...,
       "accuracy": ...}``.
 
+    Raises:
+      ValueError: the learner reports (``labels_valid``) that some task's
+        labels do not fit it.
+
     Example:
       >>> import functools, jax, jmeta
       >>> model = jmeta.models.mlp((1, 40, 40, 1))
@@ -95,8 +104,17 @@ def evaluate(
     num_tasks = check_positive_int("num_tasks", num_tasks)
     batch_size = check_positive_int("batch_size", min(batch_size, num_tasks))
     run = _evaluate_all(learner, sample_task, num_steps, batch_size, data is not None)
-    per_task = run(meta_params, task_keys(seed, num_tasks), data)
-    return {name: mean_ci(values) for name, values in jax.device_get(per_task).items()}
+    per_task = jax.device_get(run(meta_params, task_keys(seed, num_tasks), data))
+    valid = per_task.pop("labels_valid", None)
+    if valid is not None and not np.all(valid):
+        bad = np.flatnonzero(~np.asarray(valid, bool))
+        raise ValueError(
+            f"sample_task gave {bad.size} of {num_tasks} tasks whose labels do not fit the "
+            f"learner (first: task {int(bad[0])}): a label outside [0, number of classes) "
+            "(the model's outputs, or the learner's num_classes/shots) or a class without "
+            "its support examples. Check the tasks' ways and shots against the learner."
+        )
+    return {name: mean_ci(values) for name, values in per_task.items()}
 
 
 @functools.lru_cache(maxsize=32)  # one compilation per (learner, sampler, steps)

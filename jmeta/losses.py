@@ -24,7 +24,10 @@ def cross_entropy(logits: Array, labels: Array) -> Array:
       labels: ``[n]`` integers in ``[0, num_classes)``.
 
     Returns:
-      A float32 (or the logits' dtype, at least float32) scalar.
+      A float32 (or the logits' dtype, at least float32) scalar. Labels out of
+      range raise a ``ValueError`` when they are concrete; under ``jit`` they
+      make the loss and its gradient NaN (never a finite wrong number: a
+      negative label would otherwise silently pick a logit from the end).
 
     Example:
       >>> import jax.numpy as jnp, jmeta
@@ -33,7 +36,11 @@ def cross_entropy(logits: Array, labels: Array) -> Array:
     """
     _check_classification(logits, labels)
     logits = _at_least_float32(logits)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    in_range = jnp.all((labels >= 0) & (labels < logits.shape[-1]))
+    # A factor, not a select: the gradient becomes NaN too, so an inner loop
+    # on such labels cannot silently leave the parameters where they were.
+    return loss * jnp.where(in_range, jnp.ones((), loss.dtype), jnp.full((), jnp.nan, loss.dtype))
 
 
 def accuracy(logits: Array, labels: Array) -> Array:
@@ -82,20 +89,28 @@ def _at_least_float32(x: Array) -> Array:
 def _check_classification(logits: Array, labels: Array) -> None:
     if logits.ndim != 2:
         raise ValueError(f"logits must be [n, num_classes]; got shape {logits.shape}.")
+    if logits.shape[-1] < 2:
+        raise ValueError(
+            f"logits must have at least 2 classes (the model's output width); got shape "
+            f"{logits.shape}."
+        )
     if labels.shape != logits.shape[:1]:
         raise ValueError(
             f"labels must be [n] = {logits.shape[:1]} to match logits {logits.shape}; "
             f"got shape {labels.shape}."
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"labels must be integers; got dtype {labels.dtype}.")
+        raise TypeError(
+            f"labels must be integer class indices; got dtype {labels.dtype} (fractional "
+            "labels are not classes; cast whole-number ones with .astype(jnp.int32))."
+        )
     try:
         values = np.asarray(labels)
     except jax.errors.TracerArrayConversionError:
-        return  # inside jit the task samplers guarantee the range
+        return  # traced: cross_entropy turns out-of-range labels into NaN
     lo, hi = int(values.min()), int(values.max())
     if lo < 0 or hi >= logits.shape[-1]:
         raise ValueError(
-            f"labels must lie in [0, {logits.shape[-1]}) for {logits.shape[-1]} "
-            f"classes; found labels in [{lo}, {hi}]."
+            f"labels must lie in [0, {logits.shape[-1]}) for the {logits.shape[-1]} classes "
+            f"of the logits (the model's output width); found labels in [{lo}, {hi}]."
         )

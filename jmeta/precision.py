@@ -16,6 +16,7 @@ module does not do.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,7 @@ def mixed_precision(
       dtype('float32')
     """
 
+    @functools.wraps(apply_fn)  # keeps what apply_fn states, e.g. its batch-norm policy
     def apply(params, x, *args, **kwargs):
         params, x, args, kwargs = cast_floating((params, x, args, kwargs), compute_dtype)
         return cast_floating(apply_fn(params, x, *args, **kwargs), output_dtype)

@@ -18,6 +18,7 @@ the batch; ``axis_name`` makes the step a per-device program for
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -28,7 +29,7 @@ import optax
 from jmeta._dtypes import at_least_float32
 from jmeta._vma import device_varying
 from jmeta.types import Array, MetaLearner, MetaParams, Metrics, PRNGKey, Task
-from jmeta.validation import check_positive_int, check_task
+from jmeta.validation import check_bool, check_optimizer, check_positive_int, check_task
 
 
 class MetaTrainState(NamedTuple):
@@ -98,6 +99,7 @@ def meta_gradient(
       ``(grads, metrics)``: the mean meta-gradient (structure of
       ``meta_params``) and the mean of each per-task metric.
     """
+    _check_learner(learner)
     check_task(tasks, batched=True)
     num_tasks = tasks.support.x.shape[0]
     keys = _task_keys(key, num_tasks)
@@ -160,13 +162,30 @@ def _check_chunk_size(chunk_size: object, num_tasks: int) -> int:
     return chunk_size
 
 
+def _check_learner(learner: object) -> None:
+    if not isinstance(learner, MetaLearner):
+        raise TypeError(
+            f"learner must be a jmeta.MetaLearner (made by jmeta.maml, jmeta.protonet, ...); "
+            f"got {type(learner).__name__}."
+        )
+
+
 def _task_keys(key: PRNGKey, num_tasks: int) -> PRNGKey:
     """One PRNG key per task: ``split(key, num_tasks)``, or ``key`` if it already is.
 
     Accepts typed keys (``jax.random.key``: one key has shape ``()``) and raw
     ``uint32`` keys (``jax.random.PRNGKey``: one key has shape ``(2,)``).
     """
+    if not isinstance(key, jax.Array):
+        raise TypeError(
+            f"key must be a PRNG key (e.g. jax.random.key(0)); got {type(key).__name__}."
+        )
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not typed and key.dtype != jnp.uint32:
+        raise TypeError(
+            f"key must be a PRNG key: jax.random.key(seed), or a raw uint32 key; got an "
+            f"array of dtype {key.dtype}."
+        )
     single = () if typed else (2,)
     if key.shape == single:
         return jax.random.split(key, num_tasks)
@@ -198,9 +217,11 @@ def meta_train_step(
         optimizers that use the leaf structure (per-layer trust ratios as in
         LAMB, masks by path).
       skip_nonfinite: if the meta-loss or meta-gradient of a step is NaN or
-        infinite, leave the state unchanged (the step counter too) and report
-        ``metrics["finite"] == False``, so a run can stop with its last good
-        parameters intact even when many steps run inside one compiled call.
+        infinite, or the learner reports labels that do not fit it
+        (``metrics["labels_valid"] < 1``), leave the state unchanged (the
+        step counter too) and report ``metrics["finite"] == False``, so a run
+        can stop with its last good parameters intact even when many steps
+        run inside one compiled call. :func:`jmeta.step.nonfinite_cause` says which.
       chunk_size: evaluate the meta-batch in sequential chunks of this many
         tasks to bound memory (see :func:`meta_gradient`).
       axis_name: build a per-device step for ``shard_map``/``pmap`` whose
@@ -211,7 +232,11 @@ def meta_train_step(
     Returns:
       A :class:`MetaTrainStep`. ``update`` is pure; compile it with
       :func:`jit_step` (or ``jax.jit``) or run many in one call with
-      :func:`scan_steps`.
+      :func:`scan_steps`. Its metrics are the learner's (averaged over
+      tasks; ``labels_valid``, where the learner reports it, is the fraction
+      of tasks whose labels fit the model) plus ``grad_norm`` and
+      ``finite`` (the step was applied: loss and gradient finite, and
+      ``labels_valid == 1`` where reported).
 
     Example:
       >>> import jax, optax, jmeta
@@ -222,6 +247,9 @@ def meta_train_step(
       >>> tasks = jmeta.tasks.sample_tasks(jmeta.tasks.sinusoid, jax.random.key(1), 25)
       >>> state, metrics = jmeta.jit_step(step)(state, tasks, jax.random.key(2))
     """
+    _check_learner(learner)
+    check_optimizer("optimizer", optimizer)
+    check_bool("skip_nonfinite", skip_nonfinite)
 
     def init(meta_params: MetaParams) -> MetaTrainState:
         # A copy: the compiled steps donate the state's buffers, which must not
@@ -239,12 +267,35 @@ def meta_train_step(
         )
         grad_norm, grads_finite = _norm_and_finite(grads)
         finite = jnp.isfinite(metrics["loss"]) & grads_finite
+        if "labels_valid" in metrics:  # a value check the learner could not raise under jit
+            finite = finite & (metrics["labels_valid"] >= 1)
         metrics = {**metrics, "finite": finite, "grad_norm": grad_norm}
         if skip_nonfinite:
             new = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, state)
         return new, metrics
 
     return MetaTrainStep(init, update)
+
+
+def nonfinite_cause(metrics: Metrics) -> str:
+    """Why a meta-step's ``metrics["finite"]`` is ``False``, in one sentence.
+
+    Args:
+      metrics: the metrics of that one step (host values), as returned by
+        :func:`meta_train_step`'s ``update``.
+    """
+    valid = metrics.get("labels_valid")
+    if valid is not None and float(valid) < 1:
+        return (
+            f"the task labels do not fit the learner (labels_valid = {float(valid):.3g}: in "
+            "some tasks a label lies outside [0, number of classes), the classes the model "
+            "outputs or the learner's num_classes/shots, or a class lacks its support "
+            "examples); check the model's output size and the tasks' ways and shots"
+        )
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+        return f"the meta-loss is not finite ({loss})"
+    return "the meta-gradient is not finite"
 
 
 def jit_step(step: MetaTrainStep) -> Callable:
@@ -313,7 +364,7 @@ def evaluate_tasks(
     :func:`jmeta.evaluate` for the full 95%-confidence protocol.
     """
     check_task(tasks, batched=True)
-    keys = jax.random.split(key, tasks.support.x.shape[0])
+    keys = _task_keys(key, tasks.support.x.shape[0])
     return jax.vmap(lambda t, k: learner.evaluate(meta_params, t, k, num_steps))(tasks, keys)
 
 

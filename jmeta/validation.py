@@ -1,16 +1,24 @@
-"""Shape checks with messages that name the argument and the expected shape.
+"""Checks of arguments, shapes and labels, with messages that name the argument.
 
-The checks read only static shapes, so they cost nothing inside ``jit``: they
-run once, when the function is traced.
+Hyperparameters are checked when a builder is called. Shapes and dtypes are
+static under ``jit``, so their checks cost nothing: they run once, when the
+function is traced. Label values are not static: :func:`labels_valid` raises
+at once for concrete labels and otherwise returns a boolean that learners
+report as ``metrics["labels_valid"]`` (see :func:`jmeta.meta_train_step`).
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from jmeta.types import Batch, Task
+from jmeta.types import Array, Batch, Task
 
 
 def check_positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
@@ -21,6 +29,115 @@ def check_positive_int(name: str, value: object, *, allow_zero: bool = False) ->
     if value < lowest:
         raise ValueError(f"{name} must be >= {lowest}; got {value}.")
     return int(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a bool, or raise a ``TypeError`` naming ``name``."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def check_real(name: str, value: Any, *, positive: bool = True, allow_zero: bool = False) -> Any:
+    """Check a real hyperparameter: finite, and ``> 0`` (or ``>= 0``) when ``positive``.
+
+    Python and NumPy numbers and concrete scalar arrays are checked and
+    returned unchanged; traced values (a learner built inside ``jit`` or
+    ``vmap`` over a hyperparameter) pass unchecked.
+
+    Raises:
+      TypeError: not a real number (``None``, a string, a complex number, an
+        array of several values).
+      ValueError: NaN, infinite, or out of range.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return value
+    ok_type = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if isinstance(value, np.ndarray | jax.Array):
+        ok_type = value.shape == () and (
+            jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)
+        )
+    if not ok_type:
+        raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__}).")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number; got {number}.")
+    if positive and (number < 0 or (number == 0 and not allow_zero)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}; got {number}.")
+    return value
+
+
+def check_learning_rate(name: str, value: Any) -> Any:
+    """A step size: a finite number ``> 0`` (see :func:`check_real`), or an optax schedule."""
+    if callable(value):
+        return value
+    return check_real(name, value)
+
+
+def check_callable(name: str, value: Any, what: str) -> Callable:
+    """Return ``value`` if it is callable, else raise a ``TypeError`` saying ``what`` it must be."""
+    if not callable(value):
+        raise TypeError(f"{name} must be {what}; got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def check_optimizer(name: str, value: Any) -> Any:
+    """Check that ``value`` is an optax ``GradientTransformation`` (``init`` and ``update``)."""
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        hint = " (call it: optax.adam(1e-3), not optax.adam)" if callable(value) else ""
+        raise TypeError(
+            f"{name} must be an optax.GradientTransformation with init and update; got "
+            f"{value!r} ({type(value).__name__}){hint}."
+        )
+    return value
+
+
+def check_metric_fns(name: str, metrics: Any) -> dict[str, Callable]:
+    """``metrics`` as a dict ``{name: (predictions, targets) -> scalar}``; ``None`` is ``{}``."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError(
+            f"{name} must be a mapping {{name: (predictions, targets) -> scalar}}; got "
+            f"{type(metrics).__name__}."
+        )
+    for key, fn in metrics.items():
+        if not isinstance(key, str) or not callable(fn):
+            raise TypeError(
+                f"{name} must map names (str) to functions (predictions, targets) -> scalar; "
+                f"got {key!r}: {fn!r}."
+            )
+    return dict(metrics)
+
+
+def labels_valid(name: str, labels: Array, num_classes: int) -> Array:
+    """Whether integer ``labels`` all lie in ``[0, num_classes)``, as a boolean scalar.
+
+    Concrete labels are checked at once: out-of-range ones raise a
+    ``ValueError`` naming ``name``. Traced labels (under ``jit``, ``vmap``)
+    cannot raise; the returned boolean is the check, computed on device for
+    the cost of one comparison per label.
+
+    Raises:
+      TypeError: ``labels`` are not integers (fractional labels cannot be
+        class indices).
+      ValueError: concrete labels out of range.
+    """
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(
+            f"{name} must be integer class labels; got dtype {labels.dtype} (cast labels "
+            "that are whole numbers with .astype(jnp.int32); fractional ones are not classes)."
+        )
+    try:
+        values = np.asarray(labels)
+    except jax.errors.TracerArrayConversionError:
+        return jnp.all((labels >= 0) & (labels < num_classes))
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+        raise ValueError(
+            f"{name} must lie in [0, {num_classes}) for {num_classes} classes; found labels "
+            f"in [{int(values.min())}, {int(values.max())}]."
+        )
+    return jnp.array(True)
 
 
 def check_batch(name: str, batch: Batch, *, batched: bool = False) -> None:
@@ -72,6 +189,12 @@ def check_task(task: Task, *, batched: bool = False) -> None:
                 f"{where}.support.{field} and {where}.query.{field} must have the same "
                 f"per-example shape; got {s.shape[lead:]} (support {s.shape}) and "
                 f"{q.shape[lead:]} (query {q.shape})."
+            )
+        if s.dtype != q.dtype:
+            raise TypeError(
+                f"{where}.support.{field} and {where}.query.{field} must have the same dtype "
+                f"(uint8 images are scaled to [0, 1], float ones are not); got {s.dtype} "
+                f"and {q.dtype}."
             )
     if batched:
         sizes = {leaf.shape[0] for leaf in jax.tree_util.tree_leaves(task)}

@@ -34,7 +34,7 @@ def test_labels_outside_the_classes_are_named():
 def test_shape_and_dtype_errors():
     with pytest.raises(ValueError, match="labels must be \\[n\\]"):
         losses.cross_entropy(jnp.zeros((2, 3)), jnp.zeros((3,), jnp.int32))
-    with pytest.raises(TypeError, match="labels must be integers"):
+    with pytest.raises(TypeError, match="labels must be integer class indices"):
         losses.cross_entropy(jnp.zeros((2, 3)), jnp.zeros((2,)))
     with pytest.raises(ValueError, match="logits must be \\[n, num_classes\\]"):
         losses.cross_entropy(jnp.zeros((2,)), jnp.zeros((2,), jnp.int32))

@@ -67,3 +67,83 @@ def test_hundreds_of_second_order_bf16_steps_stay_finite_and_learn():
         assert np.isfinite(metrics[name]).all(), name
     assert metrics["loss"][-50:].mean() < 0.8 * metrics["loss"][:50].mean()
     assert {p.dtype for p in jax.tree.leaves(state.meta_params)} == {jnp.dtype(jnp.float32)}
+
+
+# --- jmeta's own models compute in bfloat16 under mixed_precision -------------------------
+
+BUILT_IN = {
+    "mlp": (lambda: jmeta.models.mlp((3, 8, 8, 2)), (4, 3)),
+    "conv4 im2col": (
+        lambda: jmeta.models.conv4(3, channels=4, input_shape=(16, 16, 1)),
+        (4, 16, 16, 1),
+    ),
+    "conv4 xla": (
+        lambda: jmeta.models.conv4(3, channels=4, input_shape=(16, 16, 1), conv_impl="xla"),
+        (4, 16, 16, 1),
+    ),
+    "conv4 support": (
+        lambda: jmeta.models.conv4(None, channels=4, input_shape=(16, 16, 1), batch_norm="support"),
+        (4, 16, 16, 1),
+    ),
+    "resnet12": (
+        lambda: jmeta.models.resnet12(3, channels=(2, 3, 4, 4), input_shape=(16, 16, 1)),
+        (4, 16, 16, 1),
+    ),
+}
+MATMULS = ("dot_general", "conv_general_dilated")
+
+
+def matmul_input_dtypes(jaxpr):
+    """The input dtypes of every matrix product and convolution in ``jaxpr`` and its sub-jaxprs."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in MATMULS:
+            found.append({str(v.aval.dtype) for v in eqn.invars})
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
+                if hasattr(inner, "eqns"):
+                    found += matmul_input_dtypes(inner)
+    return found
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_built_in_models_compute_in_bf16_with_float32_params_and_grads(name):
+    build, shape = BUILT_IN[name]
+    model = build()
+    params = model.init(jax.random.key(0))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+    apply = mixed_precision(model.apply)
+
+    def loss(p):
+        return jnp.sum(apply(p, x) ** 2)
+
+    forward = matmul_input_dtypes(jax.make_jaxpr(apply)(params, x).jaxpr)
+    assert forward and all(d == {"bfloat16"} for d in forward), forward
+    backward = matmul_input_dtypes(jax.make_jaxpr(jax.grad(loss))(params).jaxpr)
+    assert len(backward) > len(forward) and all(d == {"bfloat16"} for d in backward), backward
+    # Unwrapped, the same model computes in float32; the two agree to bfloat16 precision.
+    unwrapped = matmul_input_dtypes(jax.make_jaxpr(model.apply)(params, x).jaxpr)
+    assert all(d == {"float32"} for d in unwrapped), unwrapped
+    grads = jax.eval_shape(jax.grad(loss), params)  # the float32 master gradients
+    assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+    low, full = jax.jit(lambda p: (apply(p, x), model.apply(p, x)))(params)
+    assert low.dtype == jnp.float32
+    assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+    np.testing.assert_allclose(low, full, rtol=0.1, atol=0.1 * float(np.abs(full).max()))
+
+
+def test_a_learner_on_a_wrapped_conv4_meta_learns_float32_from_bf16_compute():
+    model = jmeta.models.conv4(3, channels=4, input_shape=(16, 16, 1), batch_norm="support")
+    learner = jmeta.maml(mixed_precision(model.apply), jmeta.losses.cross_entropy, inner_lr=0.1)
+    params = model.init(jax.random.key(0))
+    rng = np.random.default_rng(1)
+    task = jmeta.Task(
+        jmeta.Batch(jnp.asarray(rng.random((3, 16, 16, 1)), jnp.float32), jnp.arange(3)),
+        jmeta.Batch(jnp.asarray(rng.random((6, 16, 16, 1)), jnp.float32), jnp.arange(6) % 3),
+    )
+    meta_grad = jax.grad(lambda p: learner.meta_loss(p, task)[0])
+    dtypes = matmul_input_dtypes(jax.make_jaxpr(meta_grad)(params).jaxpr)
+    assert dtypes and all(d == {"bfloat16"} for d in dtypes), dtypes
+    shapes = jax.eval_shape(meta_grad, params)
+    assert {g.dtype for g in jax.tree.leaves(shapes)} == {jnp.dtype(jnp.float32)}

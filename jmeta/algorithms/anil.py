@@ -16,6 +16,8 @@ from jmeta.types import Array, MetaLearner
 
 
 def _in_head(head: str) -> Callable[[str], bool]:
+    if not isinstance(head, str) or not head:
+        raise TypeError(f"head must be the name of the head module (a str); got {head!r}.")
     return lambda path: head in path.split("/")
 
 

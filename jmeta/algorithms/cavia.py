@@ -18,8 +18,9 @@ from jmeta.algorithms.gradient_based import (
     gradient_based_learner,
     resolve_inner_optimizer,
 )
+from jmeta.models.policy import batch_norm_policy, resolve_transductive, with_batch_norm_policy
 from jmeta.types import Array, MetaLearner, Params
-from jmeta.validation import check_positive_int
+from jmeta.validation import check_callable, check_positive_int
 
 
 class ContextParams(NamedTuple):
@@ -39,7 +40,7 @@ def cavia(
     inner_optimizer: optax.GradientTransformation | None = None,
     first_order: bool = False,
     remat: bool = False,
-    transductive: bool = True,
+    transductive: bool | None = None,
     metrics: MetricFns | None = None,
 ) -> MetaLearner:
     r"""CAVIA (fast context adaptation).
@@ -86,8 +87,10 @@ def cavia(
       >>> learner.adapt(theta, task.support).context.shape
       (4,)
     """
+    check_callable("apply_fn", apply_fn, "a function (params, x, context) -> predictions")
     context_size = check_positive_int("context_size", context_size)
     optimizer = resolve_inner_optimizer(inner_lr, inner_optimizer)
+    transductive = resolve_transductive(apply_fn, transductive)  # the policy of apply_fn
 
     def unpack(theta: Params):
         dtype = jax.tree_util.tree_leaves(theta)[0].dtype
@@ -121,4 +124,5 @@ def concat_context(apply_fn: Callable) -> Callable:
         rows = jnp.broadcast_to(context.astype(x.dtype), (*x.shape[:-1], context.shape[-1]))
         return apply_fn(params, jnp.concatenate([x, rows], axis=-1), **kwargs)
 
-    return apply
+    policy = batch_norm_policy(apply_fn)  # the model's batch-norm policy is kept
+    return apply if policy is None else with_batch_norm_policy(apply, policy)

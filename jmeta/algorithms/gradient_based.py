@@ -10,14 +10,26 @@ loss, metrics, evaluation before and after adaptation) is written once, here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 import optax
 
 from jmeta.inner import InnerLoopResult, inner_loop
+from jmeta.models.policy import resolve_transductive
 from jmeta.params import MaskSpec, resolve_mask
 from jmeta.types import Array, Batch, MetaLearner, MetaParams, Metrics, Params, Task
-from jmeta.validation import check_batch, check_positive_int, check_task
+from jmeta.validation import (
+    check_batch,
+    check_bool,
+    check_callable,
+    check_learning_rate,
+    check_metric_fns,
+    check_optimizer,
+    check_positive_int,
+    check_task,
+    labels_valid,
+)
 
 MetricFns = Mapping[str, Callable[[Array, Array], Array]]
 SupportLoss = Callable[[Params, Batch], Array]
@@ -40,12 +52,40 @@ class WithReference(NamedTuple):
 def resolve_inner_optimizer(
     inner_lr: float | None, inner_optimizer: optax.GradientTransformation | None
 ) -> optax.GradientTransformation:
-    """SGD with ``inner_lr`` unless an optax transform is given (not both)."""
+    """SGD with ``inner_lr`` unless an optax transform is given (not both).
+
+    ``inner_lr`` must be a finite number > 0 (or an optax schedule);
+    ``inner_optimizer`` an optax ``GradientTransformation``.
+    """
     if (inner_lr is None) == (inner_optimizer is None):
         raise ValueError("give exactly one of inner_lr (plain SGD) or inner_optimizer.")
     if inner_optimizer is not None:
-        return inner_optimizer
-    return optax.sgd(inner_lr)
+        return check_optimizer("inner_optimizer", inner_optimizer)
+    return optax.sgd(check_learning_rate("inner_lr", inner_lr))
+
+
+def check_builder_args(apply_fn: Callable, loss_fn: Callable, metrics: Any) -> dict:
+    """Check a gradient-based builder's common arguments; returns the metrics as a dict."""
+    check_callable("apply_fn", apply_fn, "a function (params, x) -> predictions")
+    check_callable("loss_fn", loss_fn, "a function (predictions, targets) -> scalar")
+    return check_metric_fns("metrics", metrics)
+
+
+def label_checks(predictions: Array, task: Task) -> Metrics:
+    """``{"labels_valid": ...}`` for a classification task, ``{}`` otherwise.
+
+    A task is treated as classification when its targets are integers ``[n]``
+    and the predictions are ``[m, C]``: every support and query label must
+    then be a class index in ``[0, C)``, ``C`` the model's output width.
+    Concrete labels out of range raise at once; traced ones give
+    ``labels_valid == False`` (see ``jmeta.validation.labels_valid``).
+    """
+    y = task.query.y
+    if not (jnp.issubdtype(y.dtype, jnp.integer) and y.ndim == 1 and predictions.ndim == 2):
+        return {}
+    width = predictions.shape[-1]
+    support_ok = labels_valid("task.support.y", task.support.y, width)
+    return {"labels_valid": support_ok & labels_valid("task.query.y", y, width)}
 
 
 def gradient_based_learner(
@@ -58,7 +98,7 @@ def gradient_based_learner(
     first_order: bool,
     remat: bool,
     adapt_params: MaskSpec,
-    transductive: bool,
+    transductive: bool | None,
     metrics: MetricFns | None,
     inner_solver: InnerSolver | None = None,
     unroll: int | bool = 1,
@@ -77,11 +117,18 @@ def gradient_based_learner(
       unroll: inner steps per iteration of the inner ``lax.scan`` (``True``: all).
       adapt_params: which parameters adapt (``None`` for all, a path predicate
         or a bool mask; see :mod:`jmeta.params`).
-      transductive: ``True`` to compute query predictions with ``apply_fn``
+      transductive: ``None`` to follow the batch-norm policy that ``apply_fn``
+        states (see :mod:`jmeta.models.policy`; ``True`` for a function that
+        states none); ``True`` to compute query predictions with ``apply_fn``
         alone (normalisation statistics from the query batch, as in MAML);
-        ``False`` to pass the support inputs as ``reference``.
+        ``False`` to pass the support inputs as ``reference``. A value that
+        contradicts the model's policy raises a ``ValueError``.
       metrics: extra ``{name: (predictions, targets) -> scalar}`` reported on
-        the query set, e.g. ``{"accuracy": jmeta.losses.accuracy}``.
+        the query set, e.g. ``{"accuracy": jmeta.losses.accuracy}``. For
+        classification tasks (integer targets ``[n]``, predictions
+        ``[m, C]``) ``metrics["labels_valid"]`` reports whether every label is
+        in ``[0, C)`` (see
+        :func:`~jmeta.algorithms.gradient_based.label_checks`).
       inner_solver: replaces :func:`~jmeta.inner.inner_loop` (``None``: the
         differentiated loop). ``(support_loss, params, optimizer, support,
         num_steps) -> InnerLoopResult`` with ``support_loss(params, batch)`` the
@@ -90,8 +137,13 @@ def gradient_based_learner(
         gradient). ``adapt_params``, ``first_order`` and ``remat`` configure the
         default loop only and must be left off (``None``, ``False``, ``False``).
     """
+    metric_fns = check_builder_args(apply_fn, loss_fn, metrics)
     train_steps = check_positive_int("num_steps", num_steps)
-    metric_fns = dict(metrics or {})
+    first_order = check_bool("first_order", first_order)
+    remat = check_bool("remat", remat)
+    if not isinstance(unroll, bool):
+        check_positive_int("unroll", unroll)
+    transductive = resolve_transductive(apply_fn, transductive)
     if inner_solver is not None and (adapt_params is not None or first_order or remat):
         raise ValueError(
             "adapt_params, first_order and remat configure the default inner loop; "
@@ -142,7 +194,7 @@ def gradient_based_learner(
         check_task(task)
         result = run_inner(meta_params, task.support, train_steps)
         predictions = predict(wrap(result.params, task.support), task.query.x)
-        metrics_ = score(predictions, task.query.y)
+        metrics_ = {**score(predictions, task.query.y), **label_checks(predictions, task)}
         metrics_["inner_loss_first"] = result.losses[0]
         metrics_["inner_loss_last"] = result.losses[-1]
         return metrics_["loss"], metrics_
@@ -151,6 +203,10 @@ def gradient_based_learner(
         check_task(task)
         before = predict(adapt(meta_params, task.support, key, 0), task.query.x)
         after = predict(adapt(meta_params, task.support, key, num_steps), task.query.x)
-        return {**score(before, task.query.y, "_before"), **score(after, task.query.y)}
+        return {
+            **score(before, task.query.y, "_before"),
+            **score(after, task.query.y),
+            **label_checks(after, task),
+        }
 
     return MetaLearner(init, adapt, predict, meta_loss, evaluate)

@@ -21,7 +21,7 @@ from jmeta.algorithms.gradient_based import (
 )
 from jmeta.inner import InnerLoopResult, inner_loop
 from jmeta.types import Array, Batch, MetaLearner, Params
-from jmeta.validation import check_positive_int
+from jmeta.validation import check_positive_int, check_real
 
 
 def imaml(
@@ -34,7 +34,7 @@ def imaml(
     inner_optimizer: optax.GradientTransformation | None = None,
     cg_steps: int = 5,
     cg_tol: float = 1e-6,
-    transductive: bool = True,
+    transductive: bool | None = None,
     metrics: MetricFns | None = None,
 ) -> MetaLearner:
     r"""Implicit MAML.
@@ -121,9 +121,9 @@ def proximal_solver(lam: float, *, cg_steps: int = 5, cg_tol: float = 1e-6) -> C
     products :math:`Hu` of the support loss at :math:`\phi`. The support batch
     gets no cotangent.
     """
-    if not lam > 0:
-        raise ValueError(f"lam must be > 0; got {lam}.")
+    lam = check_real("lam", lam)
     cg_steps = check_positive_int("cg_steps", cg_steps)
+    cg_tol = check_real("cg_tol", cg_tol, allow_zero=True)
 
     def solve(
         support_loss: SupportLoss,

@@ -30,7 +30,7 @@ def maml(
     remat: bool = False,
     unroll: int | bool = 1,
     adapt_params: MaskSpec = None,
-    transductive: bool = True,
+    transductive: bool | None = None,
     metrics: MetricFns | None = None,
 ) -> MetaLearner:
     r"""Model-Agnostic Meta-Learning.
@@ -63,7 +63,10 @@ def maml(
         all); trades compile time for speed on accelerators.
       adapt_params: which parameters adapt: ``None`` (all), a predicate on
         parameter paths, or a bool mask (see :mod:`jmeta.params`).
-      transductive: see :func:`~jmeta.algorithms.gradient_based.gradient_based_learner`.
+      transductive: ``None`` (default) follows the batch-norm policy the model
+        states (a ``batch_norm="support"`` model gets ``reference=`` for its
+        query predictions); ``True``/``False`` must agree with it. See
+        :func:`~jmeta.algorithms.gradient_based.gradient_based_learner`.
       metrics: extra query metrics, e.g. ``{"accuracy": jmeta.losses.accuracy}``.
 
     Returns:

@@ -22,6 +22,7 @@ def matching_net(
     shots: int | None = None,
     scale: float = 1.0,
     learn_scale: bool = False,
+    transductive: bool | None = None,
     metrics: MetricFns | None = None,
 ) -> MetaLearner:
     r"""Matching Networks (the simple form, without full context embeddings).
@@ -49,6 +50,7 @@ def matching_net(
         ``[-1, 1]``, so a larger or learned scale sharpens the attention and
         usually trains faster).
       learn_scale: meta-learn :math:`s` (stored as ``log_scale``).
+      transductive: as in :func:`~jmeta.protonet`.
       metrics: extra query metrics; accuracy is always reported.
 
     Returns:
@@ -83,4 +85,5 @@ def matching_net(
         num_classes=num_classes,
         shots=shots,
         metrics=metrics,
+        transductive=transductive,
     )

@@ -15,6 +15,7 @@ import optax
 from jmeta.algorithms.gradient_based import MetricFns, gradient_based_learner
 from jmeta.params import MaskSpec, partition, resolve_mask
 from jmeta.types import Array, MetaLearner, Params
+from jmeta.validation import check_real
 
 
 class MetaSGDParams(NamedTuple):
@@ -56,7 +57,7 @@ def meta_sgd(
     remat: bool = False,
     unroll: int | bool = 1,
     adapt_params: MaskSpec = None,
-    transductive: bool = True,
+    transductive: bool | None = None,
     metrics: MetricFns | None = None,
 ) -> MetaLearner:
     r"""Meta-SGD.
@@ -88,6 +89,8 @@ def meta_sgd(
       >>> meta_params.learning_rates["head"]["bias"]
       Array([0.01], dtype=float32)
     """
+
+    check_real("inner_lr", inner_lr)
 
     def init(params: Params) -> MetaSGDParams:
         mask = resolve_mask(params, adapt_params)

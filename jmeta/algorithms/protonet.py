@@ -30,6 +30,7 @@ def protonet(
     distance: str = "euclidean",
     scale: float | None = None,
     learn_scale: bool = False,
+    transductive: bool | None = None,
     metrics: MetricFns | None = None,
 ) -> MetaLearner:
     r"""Prototypical Networks.
@@ -61,6 +62,10 @@ def protonet(
       scale: the logit scale :math:`s` (default 1 for euclidean, 10 for
         cosine, where similarities lie in ``[-1, 1]``).
       learn_scale: meta-learn :math:`s` (stored as ``log_scale``).
+      transductive: ``None`` (default) follows the batch-norm policy that
+        ``embed_fn`` states: with a ``batch_norm="support"`` network, queries
+        are embedded with ``reference=support.x``. ``True``/``False`` must
+        agree with the network (see :mod:`jmeta.models.policy`).
       metrics: extra query metrics; accuracy is always reported.
 
     Returns:
@@ -68,7 +73,9 @@ def protonet(
       :class:`~jmeta.algorithms.MetricParams`; ``adapt`` returns a
       :class:`~jmeta.algorithms.FittedClassifier` whose ``state`` is the
       prototypes ``[N, D]``, and ``predict(adapted, x)`` the logits ``[m, N]``.
-      A class with no support example gets a zero prototype.
+      Labels that do not fit ``N`` (out of range, a class without its support
+      examples) raise, or under ``jit`` give NaN prototypes and
+      ``labels_valid == False`` (see :mod:`jmeta.algorithms.metric_based`).
 
     Example:
       >>> import jax, jmeta
@@ -101,4 +108,5 @@ def protonet(
         num_classes=num_classes,
         shots=shots,
         metrics=metrics,
+        transductive=transductive,
     )

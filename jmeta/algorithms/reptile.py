@@ -12,7 +12,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jmeta.algorithms.gradient_based import MetricFns, resolve_inner_optimizer
+from jmeta.algorithms.gradient_based import (
+    MetricFns,
+    WithReference,
+    check_builder_args,
+    label_checks,
+    resolve_inner_optimizer,
+)
 from jmeta.algorithms.maml import maml
 from jmeta.types import Array, Batch, MetaLearner, Metrics, Params, Task
 from jmeta.validation import check_task
@@ -28,7 +34,7 @@ def reptile(
     num_steps: int = 5,
     inner_optimizer: optax.GradientTransformation | None = None,
     inner_data: str = "support",
-    transductive: bool = True,
+    transductive: bool | None = None,
     metrics: MetricFns | None = None,
 ) -> MetaLearner:
     r"""Reptile.
@@ -97,18 +103,21 @@ def reptile(
         transductive=transductive,
         metrics=metrics,
     )
-    metric_fns = dict(metrics or {})
+    metric_fns = check_builder_args(apply_fn, loss_fn, metrics)
 
     def meta_loss(theta: Params, task: Task, key=None) -> tuple[Array, Metrics]:
         check_task(task)
         data = task.support if inner_data == "support" else _concat(task.support, task.query)
         adapted = base.adapt(jax.lax.stop_gradient(theta), data, key)
-        phi = adapted if transductive else adapted.params
+        phi = adapted
+        if isinstance(adapted, WithReference):  # queries are normalised with the support set
+            phi, adapted = adapted.params, adapted._replace(reference=task.support.x)
         sq = jax.tree.map(lambda t, p: jnp.sum((t - p) ** 2), theta, phi)
         surrogate = 0.5 * sum(jax.tree.leaves(sq))
         predictions = base.predict(adapted, task.query.x)
         out = {"loss": loss_fn(predictions, task.query.y), "surrogate": surrogate}
         out.update({name: fn(predictions, task.query.y) for name, fn in metric_fns.items()})
+        out.update(label_checks(predictions, task))
         return surrogate, out
 
     return base._replace(meta_loss=meta_loss)

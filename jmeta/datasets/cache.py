@@ -3,10 +3,15 @@
 Decoding thousands of small images costs seconds; reloading one compressed
 ``.npz`` costs milliseconds. A cache entry's file name carries everything its
 content depends on (a checksum of the source and the decode options), so a
-changed source or option never reads a stale entry, and entries never need
-invalidating. Writes go to a temporary file in the same folder, then
-``os.replace`` moves it into place: a crash or a failed decode leaves either the
-old entry or none, never half a file.
+changed source or option never reads a stale entry. Inside, each entry stores
+its name and a sha256 of its content (the images' bytes, shape and dtype, and
+the class names in order); a reload recomputes it, so an entry that was
+altered, damaged or copied under another name is rebuilt with a
+``CacheWarning`` that names the file. Writes go to a temporary file in the same
+folder, then ``os.replace`` moves it into place: a crash or a failed decode
+leaves either the old entry or none, never half a file. A cache folder that
+cannot be written (read-only, full) only costs the caching: the data are
+returned, with a ``CacheWarning`` that names the folder.
 
 Cache folder: the ``cache_dir`` argument, else the ``JMETA_CACHE`` environment
 variable, else ``$XDG_CACHE_HOME/jmeta``, else ``~/.cache/jmeta``.
@@ -15,8 +20,10 @@ variable, else ``$XDG_CACHE_HOME/jmeta``, else ``~/.cache/jmeta``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -27,8 +34,12 @@ import numpy as np
 from jmeta.datasets.base import FewShotSplit, check_split
 
 CACHE_ENV = "JMETA_CACHE"
-CACHE_FORMAT = 1  # bump when the stored layout or decoding changes
+CACHE_FORMAT = 2  # bump when the stored layout or decoding changes (2: content checksum)
 _CHUNK = 1 << 20
+
+
+class CacheWarning(UserWarning):
+    """The cache could not be used as it is: an entry was rebuilt, or not written."""
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -44,11 +55,22 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
+    return hash_file(path, "sha256")["sha256"]
+
+
+def hash_file(path: str | os.PathLike[str], *algorithms: str) -> dict[str, str]:
+    """Hex digests of a file's bytes, one ``hashlib`` algorithm each, in one read.
+
+    Example:
+      >>> hash_file("images_background.zip", "sha256", "md5")  # doctest: +SKIP
+      {'sha256': '...', 'md5': '68d2efa1b9178cc56df9314c21c6e718'}
+    """
+    digests = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+            for digest in digests.values():
+                digest.update(chunk)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
 def fingerprint_folder(path: str | os.PathLike[str], *, content: bool = True) -> str:
@@ -93,27 +115,57 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def save_split(path: Path, split: FewShotSplit) -> Path:
-    """Writes ``split`` as a compressed ``.npz`` at ``path``, atomically."""
+def content_sha256(split: FewShotSplit) -> str:
+    """Hex sha256 of a split's content: images (shape, dtype, bytes) and class names.
+
+    Any changed pixel, and any change to the names or their order, changes it.
+    """
+    images = np.ascontiguousarray(split.images)
+    digest = hashlib.sha256()
+    digest.update(json.dumps([images.shape, images.dtype.str, list(split.class_names)]).encode())
+    digest.update(memoryview(images).cast("B"))
+    return digest.hexdigest()
+
+
+def save_split(path: Path, split: FewShotSplit, *, key: str = "") -> Path:
+    """Writes ``split`` as a compressed ``.npz`` at ``path``, atomically.
+
+    The file also holds ``key`` (the entry's name) and ``content_sha256(split)``.
+    """
     check_split(split)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez_compressed(
-                f, images=split.images, class_names=np.asarray(split.class_names, dtype=str)
+                f,
+                images=split.images,
+                class_names=np.asarray(split.class_names, dtype=str),
+                key=np.asarray(key),
+                checksum=np.asarray(content_sha256(split)),
             )
 
     return atomic_write(path, write)
 
 
-def load_split(path: Path) -> FewShotSplit | None:
-    """Reads a cache entry; ``None`` if it is missing or unreadable."""
+def load_split(path: Path, *, key: str = "") -> tuple[FewShotSplit | None, str]:
+    """Reads a cache entry and checks it.
+
+    Returns:
+      ``(split, "")`` for an intact entry made for ``key``; otherwise
+      ``(None, what is wrong with it)``.
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
             split = FewShotSplit(data["images"], tuple(str(n) for n in data["class_names"]))
-        return check_split(split)
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
-        return None
+            stored_key, checksum = str(data["key"]), str(data["checksum"])
+        check_split(split)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        return None, f"is unreadable ({type(err).__name__}: {err})"
+    if stored_key != key:
+        return None, f"was made for another entry ({stored_key!r}, not {key!r})"
+    if content_sha256(split) != checksum:
+        return None, "does not match its stored content checksum (altered or damaged)"
+    return split, ""
 
 
 def cached_split(
@@ -123,8 +175,12 @@ def cached_split(
 ) -> FewShotSplit:
     """Returns the cache entry ``key``, building and storing it on a miss.
 
-    An unreadable entry counts as a miss and is overwritten. ``build`` runs
-    before anything is written, so if it raises no entry appears.
+    An entry that is unreadable, made for another key, or whose content does
+    not match its stored checksum is rebuilt and replaced, with a
+    ``CacheWarning`` naming the file. ``build`` runs before anything is
+    written, so if it raises no entry appears. If the entry cannot be written
+    (a read-only or full cache folder), the built split is returned anyway,
+    with a ``CacheWarning`` naming the folder.
 
     Args:
       cache_dir: see ``cache_root``.
@@ -137,9 +193,19 @@ def cached_split(
     """
     path = cache_root(cache_dir) / f"{key}-v{CACHE_FORMAT}.npz"
     if path.is_file():
-        split = load_split(path)
+        split, problem = load_split(path, key=key)
         if split is not None:
             return split
+        warnings.warn(f"cache entry {path} {problem}; rebuilding it", CacheWarning, stacklevel=2)
     split = build()
-    save_split(path, split)
+    try:
+        save_split(path, split, key=key)
+    except OSError as err:
+        warnings.warn(
+            f"could not write to the cache folder {path.parent} ({err.strerror or err}); "
+            "continuing without caching. Pass cache_dir or set $JMETA_CACHE to a writable "
+            "folder to cache decoded images",
+            CacheWarning,
+            stacklevel=2,
+        )
     return split

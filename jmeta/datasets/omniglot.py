@@ -6,14 +6,35 @@ Splits (``load_omniglot(split)``):
   (20 alphabets, 659 characters): the release's own split (Lake et al., 2015).
 * ``"small1"`` and ``"small2"``: the release's minimal background sets
   (5 alphabets each; 136 and 156 characters).
-* ``"vinyals-train"`` / ``"vinyals-test"``: the character split of Vinyals et
-  al. (2016) used by MAML and Prototypical Networks. Background then
-  evaluation characters, each in sorted order, are pooled; the first 1200 train
-  and the remaining 423 test. On the full release the cut falls inside the
-  evaluation alphabet Gurmukhi (``character41`` trains, ``character42``
-  tests), which is where the test list of the Prototypical Networks split files
-  starts as we remember it; that match was not checked against those files.
-  Add rotations as new classes with ``rotate_classes``.
+* ``"vinyals-train"`` (1,200 characters) / ``"vinyals-test"`` (423): the
+  character split of Vinyals et al. (2016) as the Prototypical Networks code
+  ships it (``data/omniglot/splits/vinyals/trainval.txt`` and ``test.txt`` of
+  jakesnell/prototypical-networks). Background then evaluation characters,
+  each in sorted order, are pooled; the first 1,200 train and the other 423
+  test, so the cut falls inside the evaluation alphabet Gurmukhi
+  (``character41`` trains, ``character42`` tests). These are the same
+  characters as those two files, in jmeta's sorted order.
+* ``"vinyals-val"`` (172) / ``"vinyals-train-noval"`` (1,028): the same
+  files' ``val.txt`` and ``train.txt``, which divide ``"vinyals-train"``: the
+  whole alphabets ``VINYALS_VAL_ALPHABETS`` (Hebrew, Mkhedruli_(Georgian),
+  Armenian, Early_Aramaic, Bengali) validate, the rest trains. Prototypical
+  Networks trains on ``train.txt`` with ``val.txt`` to pick the number of
+  epochs, then retrains on ``trainval.txt`` and tests on ``test.txt``.
+
+  MAML's code (cbfinn/maml, ``data_generator.py``) does not use these files:
+  it lists the 1,623 character folders in file-system order, shuffles them with
+  ``random.seed(1)`` and takes 1,100 for meta-training, 100 for validation and
+  the other 423 for testing, so its characters differ from these (and depend
+  on the listing order). jmeta does not reproduce that split.
+
+  Rotations: the split files list every character at 0, 90, 180 and 270
+  degrees as four classes (4,800 / 4,112 / 688 / 1,692 classes). Here rotation
+  is separate: ``rotate_classes`` gives exactly those classes, with the files'
+  names, and the trainer's ``rotations`` (training) and ``eval_rotations``
+  (validation and test) options sample from them on the device. MAML's code
+  instead rotates each character of a task by a random multiple of 90 degrees
+  (in training and testing), so one task never holds two rotations of one
+  character.
 * ``"minimal-train"`` / ``"minimal-val"`` / ``"minimal-test"``: a fixed
   alphabet split of the two minimal zips together (8 distinct alphabets, 242
   distinct characters; Greek and Latin, present in both zips with identical
@@ -34,6 +55,10 @@ References:
   Lake, Salakhutdinov and Tenenbaum, "Human-level concept learning through
   probabilistic program induction", Science 2015.
   Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.
+  Snell, Swersky and Zemel, "Prototypical Networks for Few-shot Learning",
+  NeurIPS 2017.
+  Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast Adaptation
+  of Deep Networks", ICML 2017.
 """
 
 from __future__ import annotations
@@ -48,6 +73,16 @@ from jmeta.datasets.omniglot_files import STEMS, load_source
 
 VINYALS_NUM_TRAIN = 1200
 
+#: The alphabets of ``"vinyals-val"``: the Prototypical Networks ``val.txt``
+#: holds exactly these, every character of each (172 characters).
+VINYALS_VAL_ALPHABETS: tuple[str, ...] = (
+    "Hebrew",
+    "Mkhedruli_(Georgian)",
+    "Armenian",
+    "Early_Aramaic",
+    "Bengali",
+)
+
 #: The fixed alphabet split of the minimal (small1 + small2) data.
 MINIMAL_ALPHABETS: dict[str, tuple[str, ...]] = {
     "train": ("Balinese", "Greek", "Japanese_(katakana)", "Korean", "Latin"),
@@ -58,6 +93,8 @@ MINIMAL_ALPHABETS: dict[str, tuple[str, ...]] = {
 SPLITS: tuple[str, ...] = (
     *STEMS,
     "vinyals-train",
+    "vinyals-train-noval",
+    "vinyals-val",
     "vinyals-test",
     *(f"minimal-{s}" for s in MINIMAL_ALPHABETS),
 )
@@ -83,7 +120,8 @@ def load_omniglot(
         and Prototypical Networks); ``None`` keeps 105.
       cache_dir: cache folder for decoded arrays (see ``jmeta.datasets.cache``).
       download: fetch missing release zips from the public release first.
-      vinyals_num_train: characters in ``"vinyals-train"`` (1200 in the paper).
+      vinyals_num_train: characters in ``"vinyals-train"`` (1200 in the paper);
+        ``"vinyals-val"`` and ``"vinyals-train-noval"`` divide those.
       num_workers: decode PNGs in this many spawned processes (0: in this one).
 
     Returns:
@@ -122,8 +160,10 @@ def load_omniglot(
                 f"vinyals_num_train must be in 1..{pooled.num_classes - 1} for "
                 f"{pooled.num_classes} pooled characters; got {vinyals_num_train}"
             )
-        part = slice(0, n) if split == "vinyals-train" else slice(n, None)
-        return FewShotSplit(pooled.images[part], pooled.class_names[part])
+        if split == "vinyals-test":
+            return FewShotSplit(pooled.images[n:], pooled.class_names[n:])
+        train = FewShotSplit(pooled.images[:n], pooled.class_names[:n])
+        return train if split == "vinyals-train" else vinyals_val_split(train, split)
     pooled = minimal_pool(source("small1"), source("small2"))
     return minimal_split(pooled, split.removeprefix("minimal-"))
 
@@ -161,6 +201,27 @@ def minimal_split(pooled: FewShotSplit, part: str) -> FewShotSplit:
     return select_classes(pooled, [n for a in alphabets for n in by_alphabet[a]])
 
 
+def vinyals_val_split(train: FewShotSplit, split: str) -> FewShotSplit:
+    """``"vinyals-val"`` (the ``VINYALS_VAL_ALPHABETS`` classes of ``train``)
+    or ``"vinyals-train-noval"`` (the others), in ``train``'s order.
+
+    Raises:
+      ValueError: ``train`` lacks one of the validation alphabets.
+    """
+    alphabets = {name.split("/", 1)[0] for name in train.class_names}
+    missing = [a for a in VINYALS_VAL_ALPHABETS if a not in alphabets]
+    if missing:
+        raise ValueError(
+            f"the {split} split needs the validation alphabets {list(VINYALS_VAL_ALPHABETS)} "
+            f"among the vinyals-train characters; missing {missing}"
+        )
+    want_val = split == "vinyals-val"
+    keep = [
+        n for n in train.class_names if (n.split("/", 1)[0] in VINYALS_VAL_ALPHABETS) == want_val
+    ]
+    return select_classes(train, keep)
+
+
 @overload
 def rotate_classes(split: FewShotSplit) -> FewShotSplit: ...
 @overload
@@ -170,10 +231,13 @@ def rotate_classes(split: np.ndarray) -> np.ndarray: ...
 def rotate_classes(split: FewShotSplit | np.ndarray) -> FewShotSplit | np.ndarray:
     """Adds each class rotated by 90, 180 and 270 degrees as new classes.
 
-    The augmentation of Santoro et al. (2016) and Vinyals et al. (2016), used
-    on Omniglot by MAML and Prototypical Networks: 1200 characters become 4800
-    classes. Rotations are counter-clockwise (``np.rot90``). The output is
-    class-major: class ``i`` rotated by ``90 * r`` degrees is class
+    The augmentation of Santoro et al. (2016) and Vinyals et al. (2016): 1200
+    characters become 4800 classes. Applied to ``"vinyals-train"``,
+    ``"vinyals-train-noval"``, ``"vinyals-val"`` or ``"vinyals-test"`` it
+    gives exactly the classes of the Prototypical Networks split files, with
+    their names. Rotations are counter-clockwise (``np.rot90``; Pillow's
+    ``Image.rotate``, which those files' loader uses, turns the same way). The
+    output is class-major: class ``i`` rotated by ``90 * r`` degrees is class
     ``4 * i + r``, named ``"<name>/rot000"``, ``"/rot090"``, ``"/rot180"``,
     ``"/rot270"``.
 

@@ -3,7 +3,12 @@
 The release (Lake et al., 2015) ships four zips, each holding
 ``<stem>/<Alphabet>/characterNN/<id>_<drawer>.png``: 105x105 black-on-white
 PNGs, one per drawer (20 per character). Either the zip or its extracted folder
-(``<data_dir>/<stem>/...``) can be read; the zip wins when both exist.
+(``<data_dir>/<stem>/...``) can be read; the zip wins when both exist. A zip
+must be the release's file: its checksum is compared with ``KNOWN_DIGESTS``
+whenever it is decoded (that is, once per zip and image size: later loads read
+the cache, whose key holds the zip's sha256). An extracted folder has no known
+checksum and is read as it is. PNG file names are matched case-insensitively
+(``.png`` or ``.PNG``) in both.
 
 Decoded images are stored with ink high: ``255 - grey``, so background is 0
 and a fully inked pixel 255 (after resizing, partly inked pixels lie between).
@@ -13,6 +18,7 @@ drawers are sorted in natural order (``character2`` before ``character10``).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import zipfile
@@ -23,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from jmeta.datasets.base import FewShotSplit, stack_classes
-from jmeta.datasets.cache import cache_root, cached_split, fingerprint_folder, sha256_file
+from jmeta.datasets.cache import cache_root, cached_split, fingerprint_folder, hash_file
 from jmeta.datasets.download import download_file
 from jmeta.datasets.images import decode_images
 
@@ -38,12 +44,21 @@ STEMS = {
     "small2": "images_background_small2",
 }
 
-#: Known sha256 of release zips. The two small zips are checked against these
-#: values; the sha256 of the two full zips is not recorded here, so their
-#: downloads are only checked to be readable zips of the expected layout.
-KNOWN_SHA256 = {
-    "images_background_small1": "f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4",
-    "images_background_small2": "3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f",
+#: Known digests of the release zips, ``stem -> (hashlib algorithm, hex digest)``.
+#: The sha256 of the two small zips were computed from the files themselves; for
+#: the two full zips we know the md5 that torchvision's ``Omniglot`` data set
+#: checks (the same values appear in many other public loaders), not a sha256.
+KNOWN_DIGESTS: dict[str, tuple[str, str]] = {
+    "images_background": ("md5", "68d2efa1b9178cc56df9314c21c6e718"),
+    "images_evaluation": ("md5", "6b91aef0f799c5bb55b94e3f2daec811"),
+    "images_background_small1": (
+        "sha256",
+        "f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4",
+    ),
+    "images_background_small2": (
+        "sha256",
+        "3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f",
+    ),
 }
 
 
@@ -87,11 +102,18 @@ def _drawer_key(file_name: str) -> tuple:
     return (int(drawer) if drawer.isdigit() else -1, _natural_key(file_name))
 
 
+def _is_png(parts: tuple[str, ...]) -> bool:
+    """A PNG (any case of ``.png``) outside macOS metadata folders."""
+    return parts[-1].lower().endswith(".png") and "__MACOSX" not in parts
+
+
 def _entries(path: Path) -> Iterator[tuple[tuple[str, ...], bytes | Path]]:
     """Yields ``(path parts, reader)`` for every PNG in a zip or folder."""
     if path.is_dir():
-        for file in path.rglob("*.png"):
-            yield file.relative_to(path).parts, file
+        for file in path.rglob("*"):
+            parts = file.relative_to(path).parts
+            if _is_png(parts) and file.is_file():
+                yield parts, file
         return
     try:
         archive = zipfile.ZipFile(path)
@@ -100,7 +122,7 @@ def _entries(path: Path) -> Iterator[tuple[tuple[str, ...], bytes | Path]]:
     with archive:
         for info in archive.infolist():
             name = info.filename
-            if info.is_dir() or not name.lower().endswith(".png") or name.startswith("__MACOSX"):
+            if info.is_dir() or not _is_png(tuple(name.split("/"))):
                 continue
             try:
                 data = archive.read(info)
@@ -150,6 +172,36 @@ def decode_source(path: Path, image_size: int | None, num_workers: int = 0) -> F
     return FewShotSplit(np.subtract(255, split.images, dtype=np.uint8), split.class_names)
 
 
+def release_mismatch(path: Path, stem: str, found: dict[str, str] | None = None) -> str:
+    """``""`` if the file at ``path`` has the known digest of ``<stem>.zip``
+    (or none is known), else ``"expected <algorithm> <digest>, found <digest>"``.
+
+    ``found`` holds digests already computed (``{"sha256": ...}``); they are
+    reused when they include the algorithm needed.
+    """
+    if stem not in KNOWN_DIGESTS:
+        return ""
+    algorithm, expected = KNOWN_DIGESTS[stem]
+    digest = (found or {}).get(algorithm) or hash_file(path, algorithm)[algorithm]
+    return "" if digest == expected else f"expected {algorithm} {expected}, found {digest}"
+
+
+def check_release_zip(path: Path, stem: str, found: dict[str, str] | None = None) -> None:
+    """Raises unless the zip at ``path`` is the release's ``<stem>.zip``.
+
+    Raises:
+      ValueError: its digest differs from ``KNOWN_DIGESTS``; the message names
+        the path and the expected and found digests.
+    """
+    mismatch = release_mismatch(path, stem, found)
+    if mismatch:
+        raise ValueError(
+            f"{path} is not the Omniglot release's {stem}.zip: {mismatch}. Replace it with "
+            f"{RELEASE_URL.format(stem=stem)} (or delete it and pass download=True); to use "
+            f"other images on purpose, extract them into a folder {stem}/ instead"
+        )
+
+
 def _validate_zip(stem: str):
     def validate(path: Path) -> None:
         try:
@@ -160,8 +212,11 @@ def _validate_zip(stem: str):
             raise ValueError(f"download of {stem}.zip is not a zip archive: {err}") from err
         if bad is not None:
             raise ValueError(f"download of {stem}.zip is corrupt (first bad entry {bad})")
-        if not any(n.startswith(f"{stem}/") and n.endswith(".png") for n in names):
+        if not any(n.startswith(f"{stem}/") and n.lower().endswith(".png") for n in names):
             raise ValueError(f"download of {stem}.zip holds no PNG under {stem}/")
+        mismatch = release_mismatch(path, stem)
+        if mismatch:
+            raise ValueError(f"download of {stem}.zip is not the release's file: {mismatch}")
 
     return validate
 
@@ -169,14 +224,11 @@ def _validate_zip(stem: str):
 def fetch_release(stem: str, data_dir: Path) -> Path:
     """Downloads ``<stem>.zip`` of the public release into ``data_dir``.
 
-    Checked against ``KNOWN_SHA256`` when listed, and always opened and
-    tested as a zip; written atomically.
+    Opened and tested as a zip, then checked against ``KNOWN_DIGESTS``;
+    written atomically (nothing appears at the destination unless it passes).
     """
     return download_file(
-        RELEASE_URL.format(stem=stem),
-        data_dir / f"{stem}.zip",
-        sha256=KNOWN_SHA256.get(stem),
-        validate=_validate_zip(stem),
+        RELEASE_URL.format(stem=stem), data_dir / f"{stem}.zip", validate=_validate_zip(stem)
     )
 
 
@@ -193,7 +245,12 @@ def load_source(
     ``"small2"``) decoded, through the cache.
 
     The cache key holds the sha256 of the zip (or of the folder's files), the
-    image size and the cache format version.
+    image size and the cache format version. A zip is checked against
+    ``KNOWN_DIGESTS`` before it is decoded (so once per cache entry).
+
+    Raises:
+      ValueError: a zip that is not the release's file, or unreadable files.
+      FileNotFoundError: neither the zip nor the folder is in the data folder.
     """
     if source not in STEMS:
         raise ValueError(f"expected an Omniglot source in {sorted(STEMS)}; got {source!r}")
@@ -204,13 +261,14 @@ def load_source(
     path = find_source(root, stem)
     if path.is_dir():
         checksum = fingerprint_folder(path, content=True)
+        decode = functools.partial(decode_source, path, image_size, num_workers)
     else:
-        checksum = sha256_file(path)
-        known = KNOWN_SHA256.get(stem)
-        if download and known is not None and checksum != known:
-            raise ValueError(
-                f"checksum mismatch for {path}: expected sha256 {known}, found {checksum}"
-            )
+        found = hash_file(path, "sha256")
+        checksum = found["sha256"]
+
+        def decode() -> FewShotSplit:
+            check_release_zip(path, stem, found)
+            return decode_source(path, image_size, num_workers)
+
     size = f"{image_size}px" if image_size else "native"
-    key = f"omniglot-{stem}-{checksum[:16]}-{size}"
-    return cached_split(cache_dir, key, lambda: decode_source(path, image_size, num_workers))
+    return cached_split(cache_dir, f"omniglot-{stem}-{checksum[:16]}-{size}", decode)

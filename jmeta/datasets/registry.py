@@ -4,7 +4,8 @@
 name               splits
 =================  ==============================================================
 ``omniglot``       background, evaluation, small1, small2, vinyals-train,
-                   vinyals-test, minimal-train, minimal-val, minimal-test
+                   vinyals-train-noval, vinyals-val, vinyals-test,
+                   minimal-train, minimal-val, minimal-test
 ``mini_imagenet``  train, val, test
 ``cifar_fs``       train, val, test
 ``fc100``          train, val, test

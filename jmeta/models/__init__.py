@@ -29,8 +29,25 @@ statistics are differentiated through like any other activation. The
   which is what the inner loop on the support set needs.
 * ``"none"``: no normalisation; the convolutions have biases instead.
 
-``reference`` is ignored by the other two modes, so algorithms may always
-pass the support inputs.
+``reference`` is ignored by the other two modes.
+
+The policy is stated once, by the model: ``apply`` carries it
+(:func:`batch_norm_policy` reads it; :func:`mlp` states ``"none"``), and every
+learner follows it. Their ``transductive`` argument defaults to ``None``
+("follow the model"): a ``"support"`` model gets ``reference=support_x`` for
+its query predictions (in the gradient-based learners and in
+:func:`~jmeta.protonet`, :func:`~jmeta.matching_net` and :func:`~jmeta.r2d2`
+alike), and an explicit ``transductive`` that contradicts the model raises a
+``ValueError`` naming both. For a model jmeta did not build, state the policy
+with :func:`with_batch_norm_policy`; a function without one is treated as
+transductive unless the learner is given ``transductive=False``.
+
+Compute dtype
+-------------
+Built without ``dtype``, a model computes in the dtype of the parameters it is
+given, so :func:`jmeta.precision.mixed_precision` (which casts float32
+parameters to bfloat16 on the way in) runs its convolutions and matrix
+products in bfloat16. ``dtype=jnp.bfloat16`` fixes the compute dtype instead.
 
 Convolution implementations
 ---------------------------
@@ -47,18 +64,35 @@ the number of tasks, im2col is 20 to 40 times faster
 remains available.
 """
 
+from jmeta.models._layers import (
+    BATCH_NORM_MODES,
+    CONV_IMPLS,
+    DEFAULT_CONV_IMPL,
+    DEFAULT_CONV_IMPL_REASON,
+    BatchNormMode,
+    ConvImpl,
+)
 from jmeta.models.adapters import from_equinox, from_linen, from_nnx
 from jmeta.models.conv4 import conv4
 from jmeta.models.mlp import mlp
+from jmeta.models.policy import batch_norm_policy, with_batch_norm_policy
 from jmeta.models.resnet12 import resnet12
 from jmeta.types import Model
 
 __all__ = [
+    "BATCH_NORM_MODES",
+    "CONV_IMPLS",
+    "BatchNormMode",
+    "ConvImpl",
+    "DEFAULT_CONV_IMPL",
+    "DEFAULT_CONV_IMPL_REASON",
     "Model",
+    "batch_norm_policy",
     "conv4",
     "from_equinox",
     "from_linen",
     "from_nnx",
     "mlp",
     "resnet12",
+    "with_batch_norm_policy",
 ]

@@ -25,6 +25,14 @@ ConvImpl = Literal["auto", "adaptive", "xla", "im2col"]
 
 BATCH_NORM_MODES: tuple[str, ...] = ("transductive", "support", "none")
 CONV_IMPLS: tuple[str, ...] = ("auto", "adaptive", "xla", "im2col")
+#: The ``conv_impl`` of :func:`~jmeta.models.conv4` and :func:`~jmeta.models.resnet12` when
+#: none is given (also the trainer's ``conv_impl="auto"``), and what it means in words for
+#: help texts (:func:`auto_conv_impl` decides). Change them together.
+DEFAULT_CONV_IMPL: ConvImpl = "auto"
+DEFAULT_CONV_IMPL_REASON = (
+    "the fastest measured on the backend: adaptive on CPU (lax.conv where the tasks share "
+    "a kernel, one lax.conv per task in a loop where each has its own), im2col elsewhere"
+)
 BATCH_NORM_EPSILON = 1e-5
 
 
@@ -34,9 +42,22 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
 
 
-def compute_dtype(dtype: jnp.dtype | None, param_dtype: jnp.dtype) -> jnp.dtype:
-    """The dtype activations are computed in: ``dtype``, else ``param_dtype``."""
-    return jnp.dtype(param_dtype if dtype is None else dtype)
+def params_dtype(params: Params) -> jnp.dtype:
+    """The dtype of the parameters given to ``apply`` (of their first leaf).
+
+    It is also the dtype ``apply`` returns its outputs in.
+    """
+    return jnp.dtype(jax.tree.leaves(params)[0].dtype)
+
+
+def compute_dtype(dtype: jnp.dtype | None, params: Params) -> jnp.dtype:
+    """The dtype activations are computed in: ``dtype``, else that of the parameters given.
+
+    Read when ``apply`` is traced, so a model built without ``dtype`` computes
+    in bfloat16 when it is given bfloat16 parameters
+    (:func:`jmeta.precision.mixed_precision` casts them).
+    """
+    return jnp.dtype(dtype) if dtype is not None else params_dtype(params)
 
 
 def prepare_images(

@@ -35,7 +35,7 @@ def conv4(
     channels: int = 64,
     input_shape: tuple[int, int, int] = (28, 28, 1),
     batch_norm: _layers.BatchNormMode = "transductive",
-    conv_impl: _layers.ConvImpl = "auto",
+    conv_impl: _layers.ConvImpl = _layers.DEFAULT_CONV_IMPL,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Model:
@@ -65,9 +65,12 @@ def conv4(
         ``lax.conv_general_dilated``, which ``vmap`` over per-task weights
         turns into a grouped convolution.
       dtype: dtype of the activations and of the convolution/matmul inputs, e.g.
-        ``jnp.bfloat16`` for mixed precision. Defaults to ``param_dtype``.
+        ``jnp.bfloat16``. ``None`` (the default): the dtype of the parameters
+        given to ``apply``, so :func:`jmeta.precision.mixed_precision`, which
+        casts them to bfloat16, makes the model compute in bfloat16.
         Batch-norm statistics are computed in float32 at least.
-      param_dtype: dtype of the parameters; logits are returned in it.
+      param_dtype: dtype of the parameters ``init`` returns. Logits are
+        returned in the dtype of the parameters given to ``apply``.
 
     Returns:
       A :class:`~jmeta.types.Model` whose ``apply(params, x, *, reference=None)``
@@ -105,7 +108,6 @@ def conv4(
             f"height and width must be at least {2**NUM_BLOCKS}."
         )
     use_bn = batch_norm != "none"
-    act_dtype = _layers.compute_dtype(dtype, param_dtype)
     spec = {}
     c_in = in_channels
     for i in range(NUM_BLOCKS):
@@ -122,6 +124,7 @@ def conv4(
         )
 
     def apply(params: Params, x: Array, *, reference: Array | None = None) -> Array:
+        act_dtype = _layers.compute_dtype(dtype, params)
         x, reference = _layers.prepare_inputs(
             x, reference, input_shape, act_dtype, batch_norm, model="conv4"
         )
@@ -138,6 +141,8 @@ def conv4(
             h = h.reshape(h.shape[0], -1)
             return h if num_classes is None else _layers.dense(h, params["head"], act_dtype)
 
-        return _layers.run_with_reference(body, x, reference).astype(param_dtype)
+        out = _layers.run_with_reference(body, x, reference)
+        return out.astype(_layers.params_dtype(params))
 
+    apply.batch_norm_policy = batch_norm
     return Model(init=_layers.make_init(spec, param_dtype), apply=apply)

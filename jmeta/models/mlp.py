@@ -29,8 +29,11 @@ def mlp(
       sizes: widths from the input to the output; ``(1, 40, 40, 1)`` is MAML's
         sinusoid regressor.
       activation: applied after every layer but the last.
-      dtype: compute dtype; defaults to ``param_dtype``.
-      param_dtype: dtype of the parameters; outputs are returned in it.
+      dtype: compute dtype; ``None`` (the default): the dtype of the
+        parameters given to ``apply`` (bfloat16 under
+        :func:`jmeta.precision.mixed_precision`).
+      param_dtype: dtype of the parameters ``init`` returns. Outputs are
+        returned in the dtype of the parameters given to ``apply``.
 
     Returns:
       A :class:`~jmeta.types.Model` mapping ``[n, sizes[0]]`` to
@@ -56,7 +59,6 @@ def mlp(
     if len(sizes) < 2:
         raise ValueError(f"mlp: sizes needs an input and an output width, got {sizes}.")
     names = [f"layer{i}" for i in range(len(sizes) - 2)] + ["head"]
-    act_dtype = _layers.compute_dtype(dtype, param_dtype)
 
     spec = {
         name: _layers.dense_spec(d_in, d_out, _layers.fan_in_uniform)
@@ -67,9 +69,12 @@ def mlp(
         x = jnp.asarray(x)
         if x.ndim != 2 or x.shape[1] != sizes[0]:
             raise ValueError(f"mlp: expected x of shape [n, {sizes[0]}], got {tuple(x.shape)}.")
+        act_dtype = _layers.compute_dtype(dtype, params)
         h = x.astype(act_dtype)
         for name in names[:-1]:
             h = activation(_layers.dense(h, params[name], act_dtype))
-        return _layers.dense(h, params["head"], act_dtype).astype(param_dtype)
+        out = _layers.dense(h, params["head"], act_dtype)
+        return out.astype(_layers.params_dtype(params))
 
+    apply.batch_norm_policy = "none"  # no normalisation: each prediction is its own
     return Model(init=_layers.make_init(spec, param_dtype), apply=apply)

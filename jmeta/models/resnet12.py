@@ -66,7 +66,7 @@ def resnet12(
     channels: Sequence[int] = (64, 160, 320, 640),
     input_shape: tuple[int, int, int] = (84, 84, 3),
     batch_norm: _layers.BatchNormMode = "transductive",
-    conv_impl: _layers.ConvImpl = "auto",
+    conv_impl: _layers.ConvImpl = _layers.DEFAULT_CONV_IMPL,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Model:
@@ -84,9 +84,12 @@ def resnet12(
         :func:`jmeta.models.conv4`. With ``"none"`` the convolutions get biases.
       conv_impl: ``"auto"`` (default), ``"adaptive"``, ``"im2col"`` or ``"xla"``, as in
         :func:`jmeta.models.conv4`.
-      dtype: activation/compute dtype (e.g. ``jnp.bfloat16``); defaults to
-        ``param_dtype``. Batch-norm statistics are computed in float32 at least.
-      param_dtype: dtype of the parameters; logits are returned in it.
+      dtype: activation/compute dtype (e.g. ``jnp.bfloat16``); ``None``: the
+        dtype of the parameters given to ``apply``, as in
+        :func:`jmeta.models.conv4`. Batch-norm statistics are computed in
+        float32 at least.
+      param_dtype: dtype of the parameters ``init`` returns. Logits are
+        returned in the dtype of the parameters given to ``apply``.
 
     Returns:
       A :class:`~jmeta.types.Model` whose ``apply(params, x, *, reference=None)``
@@ -122,7 +125,6 @@ def resnet12(
             f"poolings; height and width must be at least {2 ** len(channels)}."
         )
     use_bn = batch_norm != "none"
-    act_dtype = _layers.compute_dtype(dtype, param_dtype)
     spec = {}
     for b, (c_in, c_out) in enumerate(zip((in_channels, *channels[:-1]), channels, strict=True)):
         spec[f"block{b}"] = _block_spec(c_in, c_out, use_bn)
@@ -131,6 +133,7 @@ def resnet12(
         spec["head"] = _layers.dense_spec(channels[-1], num_classes, _layers.fan_in_uniform)
 
     def apply(params: Params, x: Array, *, reference: Array | None = None) -> Array:
+        act_dtype = _layers.compute_dtype(dtype, params)
         x, reference = _layers.prepare_inputs(
             x, reference, input_shape, act_dtype, batch_norm, model="resnet12"
         )
@@ -160,6 +163,8 @@ def resnet12(
                 return features
             return _layers.dense(features, params["head"], act_dtype)
 
-        return _layers.run_with_reference(body, x, reference).astype(param_dtype)
+        out = _layers.run_with_reference(body, x, reference)
+        return out.astype(_layers.params_dtype(params))
 
+    apply.batch_norm_policy = batch_norm
     return Model(init=_layers.make_init(spec, param_dtype), apply=apply)

@@ -9,9 +9,24 @@
 See ``docs/training.md``.
 """
 
-from jmeta.train.algorithms import ALGORITHMS, LearnerSpec, register_algorithm
-from jmeta.train.checkpoint import Checkpoints
-from jmeta.train.config import PRESETS, TrainConfig, config_from_dict, load_config, resolve_config
+from jmeta.train.algorithms import ALGORITHMS, Algorithm, LearnerSpec, register_algorithm
+from jmeta.train.checkpoint import (
+    CheckpointDamaged,
+    CheckpointMismatch,
+    Checkpoints,
+    CheckpointWarning,
+)
+from jmeta.train.config import (
+    PRESETS,
+    ConfigError,
+    ConfigTypeError,
+    ConfigValueError,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    resolve_config,
+)
+from jmeta.train.lock import RunFolderBusy, WriteError
 from jmeta.train.logs import read_metrics
 from jmeta.train.loop import TrainingDiverged, TrainResult, train
 from jmeta.train.outputs import saved_config
@@ -20,11 +35,20 @@ from jmeta.train.scoring import evaluate_checkpoint
 __all__ = [
     "ALGORITHMS",
     "PRESETS",
+    "Algorithm",
+    "CheckpointDamaged",
+    "CheckpointMismatch",
+    "CheckpointWarning",
     "Checkpoints",
+    "ConfigError",
+    "ConfigTypeError",
+    "ConfigValueError",
     "LearnerSpec",
+    "RunFolderBusy",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
+    "WriteError",
     "config_from_dict",
     "evaluate_checkpoint",
     "load_config",

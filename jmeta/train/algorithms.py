@@ -1,7 +1,7 @@
-"""Algorithms by name: each entry builds a :class:`~jmeta.MetaLearner` from a config.
+"""Algorithms by name: one :class:`Algorithm` record per name, in :data:`ALGORITHMS`.
 
-An entry is a function ``(spec: LearnerSpec) -> MetaLearner``. A new algorithm
-is one entry::
+A record holds the builder, a function ``(spec: LearnerSpec) -> MetaLearner``,
+and what network the builder needs. A new algorithm is one record::
 
     from jmeta.train import register_algorithm
 
@@ -22,18 +22,22 @@ meta-parameters.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jmeta
 from jmeta.types import Array, MetaLearner, Model
+
+if TYPE_CHECKING:  # the config checks names against this registry: it imports this module
+    from jmeta.train.config import TrainConfig
 
 
 class LearnerSpec(NamedTuple):
     """What an algorithm entry gets to build its learner from.
 
     Attributes:
-      config: the resolved :class:`~jmeta.train.TrainConfig` (for settings of
+      config: the run's :class:`~jmeta.train.TrainConfig` (for settings of
         a particular algorithm).
       model: the network.
       loss_fn: ``(predictions, targets) -> scalar``.
@@ -45,7 +49,7 @@ class LearnerSpec(NamedTuple):
         (``batch_norm="support"``), so query predictions get ``reference=``.
     """
 
-    config: object
+    config: TrainConfig
     model: Model
     loss_fn: Callable[[Array, Array], Array]
     metrics: Mapping[str, Callable[[Array, Array], Array]]
@@ -108,26 +112,41 @@ def _cavia(spec: LearnerSpec) -> MetaLearner:
     )
 
 
-#: Name -> ``(LearnerSpec) -> MetaLearner``. ``jmeta train --algo NAME`` looks here.
-ALGORITHMS: dict[str, Callable[[LearnerSpec], MetaLearner]] = {
-    "maml": _gradient_based(jmeta.maml),
-    "fomaml": _gradient_based(jmeta.maml, first_order=True),
-    "meta_sgd": _gradient_based(jmeta.meta_sgd),
-    "anil": _gradient_based(jmeta.anil),
-    "boil": _gradient_based(jmeta.boil),
-    "reptile": _gradient_based(jmeta.reptile, switch=False),
-    "imaml": _gradient_based(jmeta.imaml, switch=False),
-    "cavia": _cavia,
-    "protonet": _metric(jmeta.protonet),
-    "matching_net": _metric(jmeta.matching_net),
-    "r2d2": _metric(jmeta.r2d2),
+class Algorithm(NamedTuple):
+    """One entry of :data:`ALGORITHMS`: how to build the learner, and on what network.
+
+    Attributes:
+      build: ``(LearnerSpec) -> MetaLearner``.
+      embedding: the network has no head (it returns embeddings), for learners
+        that classify by comparing embeddings; such a learner needs image data.
+      extra_inputs: the MLP's input is widened by this many features (CAVIA's
+        context); the trainer runs such a learner on sinusoid regression only.
+    """
+
+    build: Callable[[LearnerSpec], MetaLearner]
+    embedding: bool = False
+    extra_inputs: int = 0
+
+    def __call__(self, spec: LearnerSpec) -> MetaLearner:
+        """``self.build(spec)``."""
+        return self.build(spec)
+
+
+#: Name -> :class:`Algorithm`. ``TrainConfig(algorithm=NAME)`` and ``jmeta train --algo NAME``
+#: look here; :func:`register_algorithm` adds to it.
+ALGORITHMS: dict[str, Algorithm] = {
+    "maml": Algorithm(_gradient_based(jmeta.maml)),
+    "fomaml": Algorithm(_gradient_based(jmeta.maml, first_order=True)),
+    "meta_sgd": Algorithm(_gradient_based(jmeta.meta_sgd)),
+    "anil": Algorithm(_gradient_based(jmeta.anil)),
+    "boil": Algorithm(_gradient_based(jmeta.boil)),
+    "reptile": Algorithm(_gradient_based(jmeta.reptile, switch=False)),
+    "imaml": Algorithm(_gradient_based(jmeta.imaml, switch=False)),
+    "cavia": Algorithm(_cavia, extra_inputs=CAVIA_CONTEXT_SIZE),
+    "protonet": Algorithm(_metric(jmeta.protonet), embedding=True),
+    "matching_net": Algorithm(_metric(jmeta.matching_net), embedding=True),
+    "r2d2": Algorithm(_metric(jmeta.r2d2), embedding=True),
 }
-
-#: Algorithms whose network has no head (it returns embeddings).
-EMBEDDING_ALGORITHMS: set[str] = {"protonet", "matching_net", "r2d2"}
-
-#: Algorithms whose MLP takes extra inputs, by name (CAVIA's context).
-EXTRA_INPUTS: dict[str, int] = {"cavia": CAVIA_CONTEXT_SIZE}
 
 
 def register_algorithm(
@@ -136,7 +155,7 @@ def register_algorithm(
     *,
     embedding: bool = False,
     extra_inputs: int = 0,
-) -> None:
+) -> Algorithm:
     """Make ``build`` available as ``TrainConfig(algorithm=name)`` and ``--algo name``.
 
     Args:
@@ -146,15 +165,26 @@ def register_algorithm(
         instead of logits).
       extra_inputs: widen the MLP's input by this many features (regression).
 
+    Returns:
+      The :class:`Algorithm` record added to :data:`ALGORITHMS`.
+
     Raises:
-      ValueError: ``name`` is taken (pick another name rather than shadowing one).
+      ValueError: ``name`` is taken (pick another name rather than shadowing
+        one), or ``extra_inputs`` is negative.
+      TypeError: an argument has the wrong type.
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string; got {name!r}.")
     if name in ALGORITHMS:
         raise ValueError(f"algorithm {name!r} is already registered.")
     if not callable(build):
         raise TypeError(f"build must be callable; got {type(build).__name__}.")
-    ALGORITHMS[name] = build
-    if embedding:
-        EMBEDDING_ALGORITHMS.add(name)
-    if extra_inputs:
-        EXTRA_INPUTS[name] = int(extra_inputs)
+    if not isinstance(embedding, bool):
+        raise TypeError(f"embedding must be True or False; got {embedding!r}.")
+    if isinstance(extra_inputs, bool) or not isinstance(extra_inputs, numbers.Integral):
+        raise TypeError(f"extra_inputs must be an integer; got {extra_inputs!r}.")
+    if extra_inputs < 0:
+        raise ValueError(f"extra_inputs must be >= 0; got {extra_inputs}.")
+    record = Algorithm(build, embedding=embedding, extra_inputs=int(extra_inputs))
+    ALGORITHMS[name] = record
+    return record

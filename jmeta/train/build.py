@@ -15,7 +15,7 @@ from jmeta.types import MetaLearner, Model
 
 def build_learners(config: TrainConfig, problem: Problem) -> tuple[MetaLearner, MetaLearner]:
     """The learner for meta-training and the one for evaluation (test-time inner lr)."""
-    build = ALGORITHMS[config.algorithm]
+    build = ALGORITHMS[config.algorithm].build
 
     def spec(inner_lr: float) -> LearnerSpec:
         return LearnerSpec(
@@ -46,8 +46,12 @@ def meta_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.flatten(optimizer(config.meta_lr))
 
 
-def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
-    """``(init_key, train_key)`` of a run: two independent streams of ``key(seed)``."""
+def run_keys(seed: int | jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(init_key, train_key)`` of a run: two independent streams of ``key(seed)``.
+
+    ``seed`` is an integer in ``[0, 2**32)`` (traced as ``uint32``, which gives
+    the same keys as ``jax.random.key`` of the Python integer).
+    """
     root = jax.random.key(seed)
     return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
 
@@ -66,7 +70,7 @@ def initial_state(
         init_key, train_key = run_keys(seed)
         return step.init(learner.init(model.init(init_key))), train_key
 
-    seed = np.int32(seed)
+    traced = np.uint32(seed)  # seeds are uint32 (TrainConfig checks the range)
     if abstract:
-        return jax.eval_shape(init, seed)[0], jax.jit(run_keys)(seed)[1]
-    return jax.jit(init)(seed)
+        return jax.eval_shape(init, traced)[0], jax.jit(run_keys)(traced)[1]
+    return jax.jit(init)(traced)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from jmeta.train.lock import WriteError
+
 #: Keys that measure the machine rather than the run (they differ between identical runs).
 TIMING_KEYS = ("tasks_per_s", "seconds")
 
@@ -33,21 +35,32 @@ class MetricsLog:
 
     def __init__(self, path: str | Path, *, resume_step: int | None = None, tensorboard_dir=None):
         self.path = Path(path)
-        if resume_step is not None and self.path.exists():
-            kept = [
-                r
-                for r in read_metrics(self.path)
-                if r.get("step", 0) <= resume_step and r.get("split") != "test"
-            ]
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            os.replace(tmp, self.path)
-        self._file = self.path.open("a")
+        try:
+            if resume_step is not None and self.path.exists():
+                kept = [
+                    r
+                    for r in read_metrics(self.path)
+                    if r.get("step", 0) <= resume_step and r.get("split") != "test"
+                ]
+                tmp = self.path.with_suffix(".jsonl.tmp")
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+                os.replace(tmp, self.path)
+            self._file = self.path.open("a")
+        except OSError as err:
+            raise WriteError(self.path, err) from None
         self._tensorboard = _tensorboard_writer(tensorboard_dir)
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(_plain(record)) + "\n")
-        self._file.flush()
+        """Append ``record`` as one line, flushed (a kill loses at most a torn last line).
+
+        Raises:
+          WriteError: the file cannot be written (full disk, read-only folder).
+        """
+        try:
+            self._file.write(json.dumps(_plain(record)) + "\n")
+            self._file.flush()
+        except OSError as err:
+            raise WriteError(self.path, err) from None
         if self._tensorboard is not None:
             for key, value in record.items():
                 if key not in ("split", "step") and isinstance(value, (int, float)):
@@ -55,7 +68,10 @@ class MetricsLog:
             self._tensorboard.flush()
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # a failed flush was reported by write()
         if self._tensorboard is not None:
             self._tensorboard.close()
 
@@ -110,16 +126,31 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, *, title: str =
     if title:
         fig.suptitle(title)
     tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(path, err) from None
 
 
 def write_json(path: str | Path, value: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
+    """Write JSON atomically (temporary file, then rename).
+
+    Raises:
+      WriteError: naming ``path``; no temporary file is left behind.
+    """
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_plain(value), indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_plain(value), indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise WriteError(path, err) from None
 
 
 def _plain(value: Any) -> Any:

@@ -6,12 +6,18 @@ set passed as an argument. Step ``s`` draws its tasks from
 ``fold_in(train_key, s)``, so a run does not depend on how it is cut into
 calls, and one resumed from a checkpoint continues bit for bit as it would
 have. Between calls the loop logs, validates and checkpoints.
+
+The run folder is held for the whole run (:class:`~jmeta.train.outputs.RunFolder`:
+a lock, the marker, replacement only once the new run has started) and only
+finite states are checkpointed (see :class:`TrainingDiverged`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,26 +25,34 @@ import jax
 import numpy as np
 
 import jmeta
-from jmeta.step import MetaTrainState
+from jmeta.step import MetaTrainState, nonfinite_cause
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.config import TrainConfig, resolve_config
 from jmeta.train.logs import MetricsLog, plot_curves, read_metrics, write_json
+from jmeta.train.memory import check_memory
 from jmeta.train.problem import Problem, Split, build_problem
 from jmeta.train.results import Scores, format_scores, scores_to_json
+from jmeta.train.resume import made_by, plan_resume
 from jmeta.train.scoring import test_scores, validate
 from jmeta.types import MetaLearner
 
 
 class TrainingDiverged(FloatingPointError):
-    """A meta-step gave a non-finite loss or gradient; the run stopped before it.
+    """A meta-step gave a non-finite loss or gradient (or parameters); the run stopped.
+
+    Only states that training can continue from are kept as checkpoints: a
+    checkpoint of the state whose very next step is not finite is deleted
+    (resuming from it would fail again whatever the step size), and a state
+    with non-finite parameters is never saved. ``--resume --meta-lr SMALLER``
+    continues from ``last_checkpoint`` (from step 0 if it is ``None``).
 
     Attributes:
       step: meta-steps applied before the failing one (the parameters are
         those after this many steps).
-      last_checkpoint: the newest checkpoint's step, kept on disk (``None``
-        if none was written).
+      last_checkpoint: the newest checkpoint kept, the last state training can
+        continue from (``None`` if there is none).
     """
 
     def __init__(self, message: str, step: int, last_checkpoint: int | None):
@@ -87,10 +101,12 @@ def train(
     """Meta-train, validate, checkpoint and test, as ``config`` says.
 
     Args:
-      config: a :class:`TrainConfig`; ``None`` fields take the data set's defaults.
-      resume: continue the run in ``config.output_dir`` from its newest
-        checkpoint. The saved configuration must match (``num_steps`` may grow).
-      overwrite: replace the run files in an existing ``output_dir``.
+      config: a :class:`TrainConfig` (its presets were applied when it was made).
+      resume: continue the run in ``config.output_dir`` from its newest intact
+        checkpoint. The saved configuration must match, except ``num_steps``,
+        ``meta_lr`` and ``data_dir`` (docs/training.md, "Checkpoints and resuming").
+      overwrite: replace the run in an existing ``output_dir`` (only files
+        jmeta wrote, once the new run has started).
       progress: show a progress bar (tqdm, on stderr).
 
     Returns:
@@ -98,10 +114,13 @@ def train(
 
     Raises:
       FileExistsError: ``output_dir`` already holds a run and neither
-        ``resume`` nor ``overwrite`` is set.
-      TrainingDiverged: a meta-step went non-finite; the last checkpoint is kept.
-      ValueError, TypeError: a bad configuration, or a data split too small
-        for the tasks asked for.
+        ``resume`` nor ``overwrite`` is set, or files jmeta did not write.
+      RunFolderBusy: another process is writing ``output_dir``.
+      TrainingDiverged: a meta-step went non-finite; the last good checkpoint is kept.
+      WriteError: a file of the run could not be written (read-only folder,
+        full disk); the checkpoints written before are intact.
+      ValueError, TypeError: a bad configuration, a resume the rules refuse,
+        or a data split too small for the tasks asked for.
 
     Example:
       >>> from jmeta.train import TrainConfig, train
@@ -125,66 +144,99 @@ class Setup(NamedTuple):
     state: MetaTrainState
     train_key: jax.Array
     checkpoints: Checkpoints
+    folder: outputs.RunFolder
     resumed: bool
 
 
 def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Setup:
-    """Check the config, prepare the output folder, load the data, build and restore the state.
+    """Check the data and memory, lock and check the output folder, build or restore the state.
 
-    The first half of :func:`train`: the errors of bad input (config, data,
-    output folder, checkpoint) are raised here, before any training.
+    The first half of :func:`train`: the errors of bad input (data, memory,
+    output folder, checkpoint, resume rules) are raised here, before anything
+    is written or replaced; the config checked its own fields when it was
+    made. On success the output folder is locked until :func:`run` ends.
     """
     config = resolve_config(config)
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other; pass one.")
+    if resume and config.output_dir is None:
+        raise ValueError("--resume needs --output-dir: the folder of the run to continue.")
     problem = build_problem(config)  # checks the data before anything is written
-    out = outputs.prepare(config, resume=resume, overwrite=overwrite)
+    out = Path(config.output_dir) if config.output_dir else outputs.default_output_dir(config)
     config = config.replace(output_dir=str(out))
     train_learner, test_learner = build_learners(config, problem)
     step = jmeta.meta_train_step(train_learner, meta_optimizer(config))
-    ckpts = Checkpoints(out / outputs.CHECKPOINTS, keep=config.keep_checkpoints)
+    check_memory(config, problem, step, train_learner)  # and that a meta-batch can fit
+    like, train_key = initial_state(step, train_learner, problem.model, config.seed, abstract=True)
+    folder = outputs.RunFolder.open(out, resume=resume, overwrite=overwrite)
     try:
-        restore = resume and ckpts.latest() is not None
-        state, train_key = initial_state(
-            step, train_learner, problem.model, config.seed, abstract=restore
-        )
-        if restore:
-            state = ckpts.restore(like=state)
+        ckpts = Checkpoints(out / outputs.CHECKPOINTS, keep=config.keep_checkpoints)
+        plan = None
+        if resume:
+            plan = plan_resume(folder.record, ckpts, config, folder.saved_config(), like)
+        if plan is None or plan.state is None:
+            state, _ = initial_state(step, train_learner, problem.model, config.seed)
+        else:
+            state = plan.state
+        folder.start(config, resumed=plan.entry if plan else None)  # the first write
+        for stale in plan.stale if plan else ():
+            ckpts.delete(stale)
     except BaseException:
-        ckpts.close()
+        folder.close()
         raise
-    return Setup(config, out, problem, step, test_learner, state, train_key, ckpts, resume)
+    return Setup(config, out, problem, step, test_learner, state, train_key, ckpts, folder, resume)
 
 
 def run(prepared: Setup, *, progress: bool = True, started: float | None = None) -> TrainResult:
-    """The second half of :func:`train`: meta-train, test, write results and curves."""
+    """The second half of :func:`train`: meta-train, test, write results, timings and curves.
+
+    Releases the output folder's lock when it returns or raises.
+    """
     started = time.perf_counter() if started is None else started
     config, out, problem = prepared.config, prepared.output_dir, prepared.problem
-    state = prepared.state
-    with prepared.checkpoints as ckpts:
+    folder, state = prepared.folder, prepared.state
+    first = int(state.step)
+    assert problem.train is not None and problem.test is not None  # setup loads every split
+    try:
         log = MetricsLog(
             out / outputs.METRICS,
-            resume_step=int(state.step) if prepared.resumed else None,
+            resume_step=first if prepared.resumed else None,
             tensorboard_dir=out / outputs.TENSORBOARD,
         )
         try:
             state = _run(
                 config, problem, prepared.step, prepared.test_learner, state,
-                prepared.train_key, ckpts, log, progress,
+                prepared.train_key, prepared.checkpoints, log, progress, folder,
             )  # fmt: skip
+            folder.started()
             test = test_scores(config, prepared.test_learner, state.meta_params, problem.test)
             for inner_steps, scores in test.items():
                 log.write(_record("test", int(state.step), scores, inner_steps=inner_steps))
         finally:
             log.close()
-    seconds = time.perf_counter() - started
-    write_json(
-        out / outputs.RESULTS,
-        {"step": int(state.step), "test": scores_to_json(test), "seconds": seconds},
-    )
-    plot_curves(read_metrics(out / outputs.METRICS), out / outputs.CURVES, title=_title(config))
+        write_json(out / outputs.RESULTS, {"step": int(state.step), "test": scores_to_json(test)})
+        seconds = time.perf_counter() - started
+        _add_timing(out / outputs.TIMINGS, first, int(state.step), seconds, prepared.resumed)
+        plot_curves(read_metrics(out / outputs.METRICS), out / outputs.CURVES, title=_title(config))
+    except BaseException:
+        folder.abandon()  # puts a replaced run back if the new one never started
+        raise
+    finally:
+        folder.close()
     return TrainResult(config, out, state, test, seconds)
 
 
-def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress):
+def _add_timing(path: Path, first: int, last: int, seconds: float, resumed: bool) -> None:
+    """Append this call to ``timings.json`` (kept apart from the scores in ``results.json``)."""
+    sessions = []
+    if resumed:
+        with suppress(OSError, ValueError, KeyError, TypeError):
+            sessions = list(json.loads(path.read_text())["sessions"])
+    sessions.append({"from_step": first, "to_step": last, "seconds": seconds})
+    write_json(path, {"sessions": sessions})
+
+
+def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress, folder):
     """Meta-steps from ``state.step`` to ``config.num_steps``; returns the final state."""
     from tqdm.auto import tqdm
 
@@ -213,6 +265,7 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
             state, metrics = compiled[length](state, train_key, problem.train.data)
             metrics = jax.device_get(metrics)
             seconds = time.perf_counter() - tick
+            folder.started()  # its first call ran: a run it replaced can go
             finite = np.asarray(metrics.pop("finite"))
             applied = int(finite.argmin()) if not finite.all() else length
             if applied:
@@ -224,7 +277,7 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
                 postfix.update(_postfix(record, config))
                 bar.set_postfix(postfix, refresh=False)
             if applied < length:
-                _diverged(config, done + applied, metrics, applied, ckpts)
+                _diverged(config, done + applied, metrics, applied, ckpts, folder)
             done = int(state.step)
             if config.eval_interval and done % config.eval_interval == 0 and problem.val:
                 scores = validate(config, test_learner, state.meta_params, problem.val)
@@ -233,10 +286,27 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
                 bar.set_postfix(postfix)
             at_interval = config.checkpoint_interval and done % config.checkpoint_interval == 0
             if at_interval or done == config.num_steps:
-                ckpts.save(done, state)
+                _save(config, done, state, ckpts, folder)
     if ckpts.latest() != int(state.step):
-        ckpts.save(int(state.step), state)
+        _save(config, int(state.step), state, ckpts, folder)
     return state
+
+
+def _save(config: TrainConfig, step: int, state, ckpts: Checkpoints, folder) -> None:
+    """Checkpoint a finite ``state``; a non-finite one stops the run (it is never saved)."""
+    leaves = jax.tree.leaves(jax.device_get(state))
+    if not all(np.isfinite(x).all() for x in leaves if np.issubdtype(x.dtype, np.inexact)):
+        folder.update(diverged={"step": step, "meta_lr": config.meta_lr,
+                                "last_good": ckpts.latest()})  # fmt: skip
+        raise TrainingDiverged(
+            f"meta-step {step} made the parameters (or optimizer state) non-finite: an update "
+            f"overflowed; training stopped and this state was not saved. " + _advice(config, ckpts),
+            step,
+            ckpts.latest(),
+        )
+    ckpts.save(step, state, made_by=made_by(config))
+    if not folder.record.get("checkpointed"):
+        folder.update(checkpointed=True)
 
 
 def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, key):
@@ -255,20 +325,45 @@ def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, 
     return run.lower(state, key, split.data).compile()
 
 
-def _diverged(config, step: int, metrics, applied: int, ckpts: Checkpoints) -> None:
-    loss = float(np.asarray(metrics["loss"])[applied])
+def _diverged(config, step: int, metrics, applied: int, ckpts: Checkpoints, folder) -> None:
+    """Stop after meta-step ``step + 1`` went non-finite; keep only checkpoints that can go on."""
+    at_step = {name: np.asarray(values)[applied] for name, values in metrics.items()}
+    if float(at_step.get("labels_valid", 1.0)) < 1:
+        # The tasks do not fit the model: not a step-size problem, and every checkpoint is good.
+        raise TrainingDiverged(
+            f"meta-step {step + 1} was skipped: {nonfinite_cause(at_step)}; training stopped "
+            f"with the parameters after step {step}, and its checkpoints are kept. Check "
+            f"--ways ({config.ways}) and --shots ({config.shots}) against the model.",
+            step,
+            ckpts.latest(),
+        )
+    loss = float(at_step["loss"])
+    dropped = ""
+    if ckpts.latest() == step:  # its next step is the one that failed, whatever the step size
+        ckpts.delete(step)
+        dropped = f"Checkpoint {step} was deleted: its next step is the one that failed. "
     last = ckpts.latest()
-    kept = (
-        f"The last checkpoint (step {last}) in {ckpts.directory} is kept."
-        if last is not None
-        else "No checkpoint had been written yet."
-    )
+    folder.update(diverged={"step": step + 1, "meta_lr": config.meta_lr, "last_good": last})
     raise TrainingDiverged(
         f"meta-step {step + 1} gave a non-finite meta-loss or meta-gradient (loss = {loss}); "
-        f"training stopped with the parameters after step {step}. {kept} Try a smaller "
-        f"--meta-lr ({config.meta_lr}) or --inner-lr ({config.inner_lr}).",
+        f"training stopped with the parameters after step {step}. {dropped}"
+        + _advice(config, ckpts),
         step,
         last,
+    )
+
+
+def _advice(config: TrainConfig, ckpts: Checkpoints) -> str:
+    last = ckpts.latest()
+    where = (
+        f"from checkpoint {last} in {ckpts.directory}, the last state training can continue from"
+        if last is not None
+        else "from step 0 (no checkpoint precedes the divergence)"
+    )
+    return (
+        f"Try a smaller --meta-lr ({config.meta_lr}): `--resume --meta-lr "
+        f"{config.meta_lr / 10:g}` continues {where}; a smaller --inner-lr "
+        f"({config.inner_lr}) needs a new run (--overwrite, or another --output-dir)."
     )
 
 

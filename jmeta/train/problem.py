@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 
 import jmeta
+from jmeta import models
 from jmeta.tasks.augment import crop_and_flip
+from jmeta.train.algorithms import ALGORITHMS
 from jmeta.train.config import NO_SPLIT, TrainConfig
 from jmeta.types import Array, Model, PRNGKey, Task
 
@@ -37,11 +39,11 @@ class Split(NamedTuple):
 
 
 class Problem(NamedTuple):
-    """The data side of a run: splits, loss, metrics and the model."""
+    """The data side of a run: splits (``None``: not loaded, or none), loss, metrics, model."""
 
-    train: Split
+    train: Split | None
     val: Split | None
-    test: Split
+    test: Split | None
     model: Model
     loss_fn: Callable[[Array, Array], Array]
     metrics: Mapping[str, Callable[[Array, Array], Array]]
@@ -51,7 +53,7 @@ class Problem(NamedTuple):
 def build_problem(
     config: TrainConfig, *, splits: tuple[str, ...] = ("train", "val", "test")
 ) -> Problem:
-    """Load the data set (only the ``splits`` asked for), check it can give the tasks, build the model.
+    """Load the data set (the ``splits`` asked for), check it can give the tasks, build the model.
 
     Raises:
       ValueError: a split has too few classes or examples for the tasks asked
@@ -59,6 +61,7 @@ def build_problem(
     """
     if config.is_regression:
         return _sinusoid_problem(config)
+    assert config.ways is not None  # set for every image data set
     loaded = {
         role: _load_split(config, role) for role in splits if _split_name(config, role) != NO_SPLIT
     }
@@ -71,7 +74,7 @@ def build_problem(
     out = {}
     for role, split in loaded.items():
         training = role == "train"
-        rotations = bool(config.rotations) and training
+        rotations = bool(config.rotations if training else config.eval_rotations)
         queries = config.queries if training else config.test_queries
         name = _split_name(config, role)
         jmeta.tasks.check_episode(
@@ -108,23 +111,38 @@ def build_problem(
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, ...] | None) -> Model:
-    """The network the config names, sized for its task."""
-    from jmeta import models
-    from jmeta.train.algorithms import EMBEDDING_ALGORITHMS, EXTRA_INPUTS
-
+    """The network the config names, sized for its task and its algorithm's needs."""
     width = config.width
+    algorithm = ALGORITHMS[config.algorithm]
     if config.model == "mlp":
-        return models.mlp((1 + EXTRA_INPUTS.get(config.algorithm, 0), width, width, 1))
-    num_classes = None if config.algorithm in EMBEDDING_ALGORITHMS else config.ways
-    options = {
-        "input_shape": image_shape,
-        "batch_norm": config.batch_norm,
-        "conv_impl": config.conv_impl,
-    }
+        return models.mlp((1 + algorithm.extra_inputs, width, width, 1))
+    if image_shape is None or len(image_shape) != 3:
+        raise ValueError(f"{config.model} needs an image shape (H, W, C); got {image_shape}.")
+    height, side, channels = image_shape
+    num_classes = None if algorithm.embedding else config.ways
+    batch_norm = cast(models.BatchNormMode, config.batch_norm)
+    impl = conv_impl(config.conv_impl)
     if config.model == "conv4":
-        return models.conv4(num_classes, channels=width, **options)
-    channels = (width, int(2.5 * width), 5 * width, 10 * width)
-    return models.resnet12(num_classes, channels=channels, **options)
+        return models.conv4(
+            num_classes,
+            channels=width,
+            input_shape=(height, side, channels),
+            batch_norm=batch_norm,
+            conv_impl=impl,
+        )
+    return models.resnet12(
+        num_classes,
+        channels=(width, int(2.5 * width), 5 * width, 10 * width),
+        input_shape=(height, side, channels),
+        batch_norm=batch_norm,
+        conv_impl=impl,
+    )
+
+
+def conv_impl(choice: str) -> models.ConvImpl:
+    """The implementation ``choice`` names; ``"auto"``: the models' default
+    (:data:`jmeta.models.DEFAULT_CONV_IMPL`, :data:`jmeta.models.DEFAULT_CONV_IMPL_REASON`)."""
+    return models.DEFAULT_CONV_IMPL if choice == "auto" else cast(models.ConvImpl, choice)
 
 
 def _few_shot(key: PRNGKey, data: Array, **options) -> Task:

@@ -44,7 +44,7 @@ def format_scores(scores: Scores, *, regression: bool, header: str = "") -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [header] if header else []
-    lines += ["  " + "   ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += ["  " + "   ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
 
 

@@ -13,9 +13,10 @@ import jmeta
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
-from jmeta.train.config import NO_SPLIT, TrainConfig, resolve_config
+from jmeta.train.config import NO_SPLIT, ConfigError, TrainConfig
 from jmeta.train.problem import Split, build_problem
 from jmeta.train.results import Scores
+from jmeta.train.resume import expected
 from jmeta.types import MetaLearner
 
 
@@ -55,6 +56,10 @@ def test_scores(config: TrainConfig, learner: MetaLearner, meta_params, split: S
     }
 
 
+#: The config fields that :func:`evaluate_checkpoint`'s arguments set.
+_ARGUMENTS = {"eval_tasks": "num_tasks", "eval_seed": "seed", "test_inner_steps": "inner_steps"}
+
+
 def find_run(path: str | Path) -> tuple[Path, int | None]:
     """The run folder and checkpoint step that ``path`` names.
 
@@ -91,19 +96,30 @@ def evaluate_checkpoint(
 
     Returns:
       ``({inner steps: {metric: Estimate}}, checkpoint step)``.
+
+    The newest checkpoint is the newest intact one (a damaged newer one is
+    skipped with a :class:`~jmeta.train.CheckpointWarning`). No lock
+    is taken, so a run that is still training can be scored: ``config.json`` is
+    replaced atomically and a complete checkpoint is never modified, only
+    deleted, which the restore notices (and then reads the newest again).
+
+    Raises:
+      ConfigValueError, ConfigTypeError: a bad argument (the message names it).
+      ValueError, FileNotFoundError: a bad ``split`` or ``path``.
+      CheckpointDamaged: the checkpoint named (or every one) is damaged.
+      CheckpointMismatch: the checkpoint was made by another algorithm or
+        configuration than the run's ``config.json`` says.
     """
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val'; got {split!r}.")
     run_dir, step = find_run(path)
     config = outputs.saved_config(run_dir)
-    changes = {"data_dir": data_dir} if data_dir is not None else {}
-    if num_tasks is not None:
-        changes["eval_tasks"] = num_tasks
-    if seed is not None:
-        changes["eval_seed"] = seed
-    if inner_steps is not None:
-        changes["test_inner_steps"] = tuple(inner_steps)
-    config = resolve_config(config.replace(**changes))  # checks the overrides
+    overrides = {"data_dir": data_dir, "eval_tasks": num_tasks, "eval_seed": seed,
+                 "test_inner_steps": inner_steps}  # fmt: skip
+    try:  # checks the overrides; errors name this function's arguments
+        config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as err:
+        raise err.renamed(_ARGUMENTS) from None
     if split == "val" and config.val_split == NO_SPLIT:
         raise ValueError(f"the run in {run_dir} has no validation split.")
     problem = build_problem(config, splits=(split,))
@@ -111,6 +127,7 @@ def evaluate_checkpoint(
     step_fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     like, _ = initial_state(step_fns, train_learner, problem.model, config.seed, abstract=True)
     with Checkpoints(run_dir / outputs.CHECKPOINTS, keep=config.keep_checkpoints) as ckpts:
-        state = ckpts.restore(like=like, step=step)
+        state = ckpts.restore(like=like, step=step, expect=expected(config))
     target = problem.test if split == "test" else problem.val
+    assert target is not None  # loaded above
     return test_scores(config, test_learner, state.meta_params, target), int(state.step)

@@ -31,7 +31,8 @@ def test_meta_step_and_evaluation_contract(builder):
     loss, metrics = jax.jit(
         lambda p: jmeta.batched_meta_loss(learner, p, tasks, jax.random.key(2))
     )(meta_params)
-    assert set(metrics) == {"loss", "accuracy"} and loss.dtype == jnp.float32
+    assert set(metrics) == {"loss", "accuracy", "labels_valid"} and loss.dtype == jnp.float32
+    assert float(metrics["labels_valid"]) == 1.0
     per_task = jax.jit(lambda p: jmeta.evaluate_tasks(learner, p, tasks, jax.random.key(2)))(
         meta_params
     )

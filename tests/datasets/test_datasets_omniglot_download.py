@@ -10,7 +10,7 @@ from dataset_fakes import make_omniglot_zip
 
 from jmeta.datasets import download as download_module
 from jmeta.datasets import load_omniglot, omniglot_files
-from jmeta.datasets.cache import sha256_file
+from jmeta.datasets.cache import hash_file, sha256_file
 
 
 @pytest.fixture
@@ -32,9 +32,9 @@ def test_download_small_zip_with_known_checksum(tmp_path, served, monkeypatch):
     server, asked = served
     make_omniglot_zip(server, "images_background_small1", {"Aa": 2})
     monkeypatch.setitem(
-        omniglot_files.KNOWN_SHA256,
+        omniglot_files.KNOWN_DIGESTS,
         "images_background_small1",
-        sha256_file(server / "images_background_small1.zip"),
+        ("sha256", sha256_file(server / "images_background_small1.zip")),
     )
     data = tmp_path / "data"
     split = load_omniglot("small1", data, image_size=4, cache_dir=tmp_path / "c", download=True)
@@ -52,20 +52,30 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, served):
     server, _ = served
     make_omniglot_zip(server, "images_background_small1", {"Aa": 2})  # not the real zip
     data = tmp_path / "data"
-    with pytest.raises(ValueError, match="checksum mismatch.*f38eb80f80"):
+    with pytest.raises(
+        ValueError,
+        match=r"download of images_background_small1.zip is not the release's file: "
+        r"expected sha256 f38eb80f80\w+, found \w+$",
+    ):
         load_omniglot("small1", data, cache_dir=tmp_path / "c", download=True)
     assert list(data.iterdir()) == []  # no partial or unverified file
     assert not (tmp_path / "c").exists()
 
 
-def test_full_release_without_known_checksum_is_checked_as_a_zip(tmp_path, served):
+def test_full_release_download_is_checked_as_a_zip_and_by_md5(tmp_path, served, monkeypatch):
     server, _ = served
     make_omniglot_zip(server, "images_evaluation", {"Aa": 1})
+    with pytest.raises(ValueError, match=r"images_evaluation.zip is not the release's file: "
+                       r"expected md5 6b91aef0f799c5bb55b94e3f2daec811, found"):  # fmt: skip
+        load_omniglot("evaluation", tmp_path / "d", cache_dir=tmp_path / "c", download=True)
+    assert list((tmp_path / "d").iterdir()) == []
+    md5 = hash_file(server / "images_evaluation.zip", "md5")["md5"]
+    monkeypatch.setitem(omniglot_files.KNOWN_DIGESTS, "images_evaluation", ("md5", md5))
     split = load_omniglot("evaluation", tmp_path / "d", image_size=4, cache_dir=tmp_path / "c",
                           download=True)  # fmt: skip
     assert split.class_names == ("Aa/character01",)
     (server / "images_background.zip").write_bytes(b"<html>rate limited</html>")
-    with pytest.raises(ValueError, match="not a zip archive"):
+    with pytest.raises(ValueError, match="download of images_background.zip is not a zip archive"):
         load_omniglot("background", tmp_path / "d", cache_dir=tmp_path / "c", download=True)
     assert not (tmp_path / "d" / "images_background.zip").exists()
 
@@ -80,9 +90,17 @@ def test_offline_is_a_clear_connection_error(tmp_path, monkeypatch):
     assert list((tmp_path / "d").iterdir()) == []
 
 
-def test_existing_file_with_wrong_checksum_is_rejected_when_downloading(tmp_path, served):
+@pytest.mark.parametrize("download", [True, False])
+def test_existing_file_with_wrong_checksum_is_rejected(tmp_path, served, download):
+    _, asked = served
     make_omniglot_zip(tmp_path, "images_background_small2", {"Aa": 1})
-    with pytest.raises(ValueError, match="checksum mismatch"):
-        load_omniglot("small2", tmp_path, cache_dir=tmp_path / "c", download=True)
-    # Without download=True a local, different zip is simply read.
-    assert load_omniglot("small2", tmp_path, cache_dir=tmp_path / "c").num_classes == 1
+    with pytest.raises(
+        ValueError,
+        match=rf"{tmp_path}/images_background_small2.zip is not the Omniglot release's "
+        r"images_background_small2.zip: expected sha256 3ccaa407515a8778\w+, found \w+\. "
+        r"Replace it with https://github.com/brendenlake/omniglot/raw/master/python/"
+        r"images_background_small2.zip",
+    ):
+        load_omniglot("small2", tmp_path, cache_dir=tmp_path / "c", download=download)
+    assert asked == []  # present: not fetched again
+    assert not (tmp_path / "c").exists()

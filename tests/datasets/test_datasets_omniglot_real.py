@@ -77,8 +77,8 @@ def test_greek_and_latin_are_identical_in_both_zips(omniglot_dir, real_cache):
 def test_cached_reload_is_fast_and_keyed_by_checksum(omniglot_dir, real_cache):
     files = sorted(p.name for p in real_cache.iterdir())
     assert files == [
-        "omniglot-images_background_small1-f38eb80f801274ac-28px-v1.npz",
-        "omniglot-images_background_small2-3ccaa407515a8778-28px-v1.npz",
+        "omniglot-images_background_small1-f38eb80f801274ac-28px-v2.npz",
+        "omniglot-images_background_small2-3ccaa407515a8778-28px-v2.npz",
     ]
     start = time.perf_counter()
     split = load_omniglot("minimal-train", omniglot_dir, cache_dir=real_cache)
@@ -90,5 +90,5 @@ def test_other_image_size_is_a_separate_entry(omniglot_dir, tmp_path):
     split = load_omniglot("small1", omniglot_dir, image_size=14, cache_dir=tmp_path)
     assert split.images.shape == (136, 20, 14, 14, 1)
     assert [p.name for p in tmp_path.iterdir()] == [
-        "omniglot-images_background_small1-f38eb80f801274ac-14px-v1.npz"
+        "omniglot-images_background_small1-f38eb80f801274ac-14px-v2.npz"
     ]

@@ -12,15 +12,15 @@ from jmeta.datasets import DATASETS, load
 def test_names_and_splits():
     assert set(DATASETS) == {"omniglot", "mini_imagenet", "cifar_fs", "fc100"}
     assert DATASETS["omniglot"] == (
-        "background", "evaluation", "small1", "small2", "vinyals-train", "vinyals-test",
-        "minimal-train", "minimal-val", "minimal-test",
+        "background", "evaluation", "small1", "small2", "vinyals-train", "vinyals-train-noval",
+        "vinyals-val", "vinyals-test", "minimal-train", "minimal-val", "minimal-test",
     )  # fmt: skip
     for name in datasets.__all__:
         assert hasattr(datasets, name)
 
 
 def test_omniglot_defaults_to_28px(tmp_path):
-    make_omniglot_zip(tmp_path, "images_background_small1", {"Aa": 1})
+    make_omniglot_zip(tmp_path, "images_background_small1", {"Aa": 1}, extract=True)
     assert load("omniglot", "small1", data_dir=tmp_path).images.shape == (1, 3, 28, 28, 1)
 
 

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -12,7 +13,8 @@ from jmeta.train import (
     resolve_config,
     train,
 )
-from jmeta.train.logs import TIMING_KEYS, write_json
+from jmeta.train.logs import TIMING_KEYS
+from jmeta.train.loop import setup
 
 pytestmark = pytest.mark.standard_promotion  # the meta-optimizer is optax.adam
 
@@ -37,11 +39,14 @@ def test_sinusoid_run_writes_every_output(full_run):
     result, out = full_run, full_run.output_dir
     assert int(result.state.step) == 20
     assert sorted(p.name for p in out.iterdir()) == [
+        ".jmeta-lock",
         "checkpoints",
         "config.json",
         "curves.png",
+        "jmeta-run.json",
         "metrics.jsonl",
         "results.json",
+        "timings.json",
     ]
     assert Checkpoints(out / "checkpoints").steps() == [10, 20]
     records = read_metrics(out / "metrics.jsonl")
@@ -60,7 +65,13 @@ def test_sinusoid_run_writes_every_output(full_run):
     after, before = result.test[2]["loss"], result.test[2]["loss_before"]
     assert after.num == 16 and after.mean < before.mean
     saved = json.loads((out / "results.json").read_text())
+    assert set(saved) == {"step", "test"}  # scores only: timings are in timings.json
     assert saved["test"]["2"]["loss"]["mean"] == after.mean
+    (session,) = json.loads((out / "timings.json").read_text())["sessions"]
+    assert (session["from_step"], session["to_step"]) == (0, 20) and session["seconds"] > 0
+    record = json.loads((out / "jmeta-run.json").read_text())
+    assert (record["format"], record["checkpointed"], record["resumes"]) == (1, True, [])
+    assert Checkpoints(out / "checkpoints").made_by(20)["algorithm"] == "maml"
     config = json.loads((out / "config.json").read_text())
     assert config["num_steps"] == 20 and config["output_dir"] == str(out)
     assert "MSE after adaptation" in result.summary()
@@ -91,44 +102,69 @@ def test_resume_continues_exactly_and_may_extend(full_run, tmp_path):
     assert without_timing(read_metrics(part / "metrics.jsonl")) == without_timing(
         read_metrics(full_run.output_dir / "metrics.jsonl")
     )
+    # Scores apart from timings: "same results" is a byte comparison (`cmp`).
+    assert (part / "results.json").read_bytes() == (
+        full_run.output_dir / "results.json"
+    ).read_bytes()
 
 
-def test_existing_runs_are_never_overwritten_silently(tmp_path):
+def test_existing_runs_are_never_overwritten_silently(full_run, tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    config = tiny_sinusoid(out, num_steps=5, eval_interval=0, checkpoint_interval=0,
-                           test_inner_steps=(1,))  # fmt: skip
-    write_json(out / "config.json", resolve_config(config).to_dict())
+    shutil.copytree(full_run.output_dir, out)
+    config = tiny_sinusoid(out)
     with pytest.raises(
-        FileExistsError, match=r"already holds a run \(config.json\).* --resume .* --overwrite"
+        FileExistsError,
+        match=r"already holds a run \(jmeta-run.json, config.json, metrics.jsonl, results.json, "
+        r"timings.json, curves.png, checkpoints/\)\. Pass --resume .* --overwrite",
     ):
         train(config, progress=False)
     with pytest.raises(ValueError, match="contradict"):
         train(config, resume=True, overwrite=True, progress=False)
-    with pytest.raises(ValueError, match="configuration differs .* seed: saved 0, now 4"):
-        train(config.replace(seed=4), resume=True, progress=False)
-    train(config.replace(seed=4), overwrite=True, progress=False)
-    assert (out / "notes.txt").read_text() == "mine"  # only run files are replaced
-    assert json.loads((out / "config.json").read_text())["seed"] == 4
-    assert (out / "results.json").exists()
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    # Plain SGD with a huge meta step size diverges within a few dozen steps.
+def test_non_finite_loss_stops_and_keeps_no_checkpoint_that_cannot_continue(tmp_path):
+    # Plain SGD with a huge meta step size: meta-step 3 goes non-finite, from the
+    # parameters after step 2, so checkpoint 2 cannot be continued from either.
     config = tiny_sinusoid(
         tmp_path / "run", meta_optimizer="sgd", meta_lr=30.0, num_steps=200,
         steps_per_call=2, eval_interval=0, checkpoint_interval=2,
     )  # fmt: skip
-    with pytest.raises(TrainingDiverged, match=r"meta-step \d+ gave a non-finite") as info:
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"meta-step 3 gave a non-finite .* Checkpoint 2 was deleted: .* `--resume "
+        r"--meta-lr 3` continues from step 0 \(no checkpoint precedes the divergence\)",
+    ) as info:
         train(config, progress=False)
     err = info.value
-    assert 2 <= err.last_checkpoint <= err.step < 200
-    ckpts = Checkpoints(tmp_path / "run/checkpoints")
-    assert ckpts.latest() == err.last_checkpoint
+    assert (err.step, err.last_checkpoint) == (2, None)
+    assert Checkpoints(tmp_path / "run/checkpoints").steps() == []
     records = read_metrics(tmp_path / "run/metrics.jsonl")
     assert all(np.isfinite(r["loss"]) for r in records) and records[-1]["step"] == err.step
     assert not (tmp_path / "run/results.json").exists()
+    # The advice can be followed: from step 0, since no checkpoint precedes the divergence,
+    # also after a first try that stopped before its first checkpoint (here: right after setup).
+    smaller = config.replace(meta_lr=0.3, num_steps=4)
+    setup(smaller, resume=True).folder.close()
+    result = train(smaller, resume=True, progress=False)
+    assert int(result.state.step) == 4 and np.isfinite(result.test[1]["loss"].mean)
+    assert [r["step"] for r in read_metrics(tmp_path / "run/metrics.jsonl")][:2] == [2, 4]
+
+
+def test_a_state_with_non_finite_parameters_is_never_saved(tmp_path):
+    # A meta step size near float32's largest number, and a large meta-gradient (norm 92,
+    # from a large inner step size): the first update overflows the parameters to infinity
+    # while its own loss and gradient were finite.
+    config = tiny_sinusoid(
+        tmp_path / "run", meta_optimizer="sgd", meta_lr=1e38, inner_lr=3.0, num_steps=4,
+        steps_per_call=1, eval_interval=0, checkpoint_interval=1, test_inner_steps=(1,),
+    )  # fmt: skip
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"meta-step 1 made the parameters \(or optimizer state\) non-finite: an update "
+        r"overflowed; training stopped and this state was not saved\.",
+    ):
+        train(config, progress=False)
+    assert Checkpoints(tmp_path / "run/checkpoints").steps() == []
 
 
 def test_tiny_omniglot_end_to_end(tmp_path):
@@ -179,8 +215,8 @@ def test_cavia_adapts_a_context_on_sinusoid(tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"algorithm": "protonet"}, "--algo protonet .* needs an image data set"),
-        ({"algorithm": "cavia", "dataset": "omniglot"}, "--algo cavia .* sinusoid regression"),
+        ({"algorithm": "protonet"}, "^algorithm protonet .* needs an image data set"),
+        ({"algorithm": "cavia", "dataset": "omniglot"}, "^algorithm cavia .* sinusoid regression"),
     ],
 )
 def test_algorithm_and_data_set_must_fit(tmp_path, changes, message):
