@@ -46,10 +46,7 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import random
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -58,56 +55,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.machine import cpu_name, git_commit, load_average, slug, versions
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = ("conv", "maml", "protonet")
 JMETA_IMPLS = ("auto", "im2col", "xla")
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("jax", "jaxlib", "torch", "numpy", "optax"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def git_commit() -> str:
-    """The commit measured, ``+dirty`` when the work tree has uncommitted changes."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "-uno")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
-
-
-def load_average() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 # ----------------------------------------------------------------------------- contenders

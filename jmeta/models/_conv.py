@@ -87,9 +87,11 @@ class Forms(NamedTuple):
     taps_below: int = 0
 
 
-#: The forms per platform, measured with ``benchmarks/conv_impl.py``; ``"default"``
-#: serves every platform not listed. (On CPU a kernel gradient in XLA's
-#: convolution form inside a loop ran 30-40 times slower than outside one.)
+#: The forms per platform; ``"default"`` serves every platform not listed. The CPU's were
+#: chosen by timing Conv4 steps on a 2-core CPU (``benchmarks/cpu_targets.py`` compares the
+#: result with PyTorch; a kernel gradient in XLA's convolution form inside a loop ran 30-40
+#: times slower than outside one). The default's are not measured: ``conv_impl="auto"``
+#: uses ``"im2col"`` off CPU.
 FORMS: dict[str, Forms] = {
     "cpu": Forms(conv="xla", kernel_grad="xla", task_conv="loop-xla",
                  task_kernel_grad="loop-im2col", taps_below=4),
