@@ -110,8 +110,12 @@ def torch_conv4_params(params: dict) -> dict:
     return out
 
 
-def maml_contenders(num_tasks: int, width: int, impls: tuple[str, ...]) -> dict[str, Callable]:
-    """The throughput benchmark's second-order MAML step (Omniglot 5-way 1-shot)."""
+def maml_contenders(
+    num_tasks: int, width: int, impls: tuple[str, ...], chunk_sizes: tuple[int, ...] = ()
+) -> dict[str, Callable]:
+    """The throughput benchmark's second-order MAML step (Omniglot 5-way 1-shot); with
+    ``chunk_sizes``, also ``conv_impl="auto"`` over that many tasks at a time
+    (``jmeta.meta_train_step(chunk_size=...)``: a sequential map over chunks)."""
     from benchmarks.peers import get_builder
     from benchmarks.peers.workloads import get_workload
 
@@ -124,6 +128,10 @@ def maml_contenders(num_tasks: int, width: int, impls: tuple[str, ...]) -> dict[
         step = get_builder("jmeta")(workload, num_tasks, "cpu", conv_impl=impl)
         step.compile()
         out[f"jmeta conv_impl={impl}"] = step
+    for chunk in chunk_sizes:
+        step = get_builder("jmeta")(workload, num_tasks, "cpu", conv_impl="auto", chunk_size=chunk)
+        step.compile()
+        out[f"jmeta conv_impl=auto chunk_size={chunk}"] = step
     return out
 
 
@@ -269,7 +277,8 @@ def run_targets(args: argparse.Namespace) -> dict[str, Any]:
             tasks = 2 if quick else 32
             title = (f"second-order MAML, Omniglot 5-way 1-shot, 15 queries, 1 inner step, "
                      f"{tasks} tasks, Conv4-{width}")  # fmt: skip
-            build = lambda t=tasks: (maml_contenders(t, width, impls), None)  # noqa: E731
+            chunks = tuple(c for c in args.chunk_sizes if tasks % c == 0)
+            build = lambda t=tasks, c=chunks: (maml_contenders(t, width, impls, c), None)  # noqa: E731
             cases.append(("maml", title, build, "PyTorch per-task loop"))
         elif target == "protonet":
             episodes = [(3, 2, 2, 1)] if quick else [(60, 5, 5, 1)]
@@ -349,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--protonet-tasks", type=int, default=0,
         help="also time this many 5-way 1-shot tasks (trainer's default: 32)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chunk-sizes", type=int, nargs="*", default=[],
+        help="maml: also jmeta's auto step over this many tasks at a time (a sequential map)",
     )  # fmt: skip
     parser.add_argument(
         "--cores", type=int, default=None,
