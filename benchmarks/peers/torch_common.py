@@ -117,7 +117,8 @@ def decomposed_batch_norm(x: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
 def conv4_embedding(
     p: TorchParams, x: Tensor, batch_norm: BatchNormFn = fused_batch_norm
 ) -> Tensor:
-    """Conv4's four blocks on ``x: [n, C, H, W]``, flattened to ``[n, features]`` (C, H, W order)."""
+    """Conv4's four blocks on ``x: [n, C, H, W]``, flattened to ``[n, features]``
+    (C, H, W order)."""
     for i in range(NUM_CONV_BLOCKS):
         x = F.conv2d(x, p[f"conv{i}_w"], p.get(f"conv{i}_b"), padding=1)
         x = batch_norm(x, p[f"bn{i}_scale"], p[f"bn{i}_bias"])
