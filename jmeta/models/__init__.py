@@ -55,14 +55,14 @@ Convolution implementations
 convolutions; every choice computes the same function up to float rounding.
 Under ``vmap`` with per-task weights (every gradient-based algorithm), XLA
 lowers ``lax.conv_general_dilated`` to a grouped convolution, which is slow on
-CPU and on GPUs, while convolutions with one kernel for all tasks (the metric
+CPU and on GPUs; on CPU, convolutions with one kernel for all tasks (the metric
 learners' embedding, MAML's first inner step) are fastest as ``lax.conv``.
 
-* ``"auto"`` (the default, :data:`DEFAULT_CONV_IMPL`): the fastest measured
+* ``"auto"`` (the default, :data:`jmeta.models.DEFAULT_CONV_IMPL`): the fastest measured
   on the backend the model is traced for: ``"adaptive"`` on CPU, ``"im2col"``
   elsewhere.
 * ``"adaptive"``: a convolution primitive whose ``vmap`` rule looks at how the
-  kernel is shared (:mod:`jmeta.models._conv`): ``lax.conv`` where the tasks
+  kernel is shared (``jmeta.models._conv``): ``lax.conv`` where the tasks
   share a kernel; where every task has its own, on CPU one ``lax.conv`` per
   task in a sequential loop (its kernel gradients as matrix products), and
   first layers of one to three channels as fused multiply-adds.
