@@ -338,7 +338,9 @@ def write_report(report: dict[str, Any], out_dir: Path, label: str | None) -> Pa
         "",
         f"Commit {report['commit']}; {', '.join(f'{k} {val}' for k, val in v.items())}; float32; "
         f"{report['cores_used']} of the cores used, PyTorch threads {report['torch_threads']}, "
-        f"XLA:CPU's default threads; "
+        f"XLA:CPU's default threads"
+        + (f", XLA_FLAGS `{report['xla_flags']}`" if report.get("xla_flags") else "")
+        + "; "
         f"{report['rounds']} interleaved rounds per case, medians; 1-minute load average "
         f"{report['load_1min_start']:.1f} at the start, {report['load_1min_end']:.1f} at the end. "
         f"`speed vs` is the median over rounds of the reference's time / this row's time "
@@ -393,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(),
         "versions": versions(),
         "precision": "float32",
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "torch_threads": torch.get_num_threads(),
         "rounds": args.rounds,
         "command": " ".join(["python -m benchmarks.cpu_targets", *argv]),

@@ -43,6 +43,7 @@ def test_report_names_machine_date_versions_precision_and_load(tmp_path):
         "cpu": "AMD EPYC 7B13", "cores": 2, "cores_used": 2, "date": "2026-12-01",
         "commit": "abc1234", "versions": {"python": "3.11.7", "jax": "0.10.2", "torch": "2.13.0"},
         "precision": "float32", "torch_threads": 2, "rounds": 3,
+        "xla_flags": "--xla_cpu_use_thunk_runtime=false",
         "command": "python -m benchmarks.cpu_targets", "load_1min_start": 0.7,
         "load_1min_end": 0.9, "cases": [fake_case([2.0, 2.0, 2.0], [1.0, 1.0, 1.0])],
     }  # fmt: skip
@@ -51,7 +52,8 @@ def test_report_names_machine_date_versions_precision_and_load(tmp_path):
     assert json.loads(path.with_suffix(".json").read_text())["cases"][0]["target"] == "conv"
     text = path.read_text()
     needles = ("AMD EPYC 7B13", "2026-12-01", "abc1234", "jax 0.10.2", "torch 2.13.0", "float32",
-               "load average 0.7", "| jmeta conv_impl=auto | 1000.0 |", "2.00x")  # fmt: skip
+               "load average 0.7", "| jmeta conv_impl=auto | 1000.0 |", "2.00x",
+               "XLA_FLAGS `--xla_cpu_use_thunk_runtime=false`")  # fmt: skip
     for needle in needles:
         assert needle in text, needle
 
