@@ -48,18 +48,21 @@ SECTIONS = [
 # How a run was made, where its file cannot say it (written with the run, by the person who ran it).
 NOTES = {
     "cpu_targets_amd-epyc_2026-12-01": (
-        "Read with care: the machine was shared (1-minute load average 8-16 on 2 cores "
+        "Read with care: the machine was shared (1-minute load average 8-19 on 2 cores "
         "throughout), and a loaded machine hurts PyTorch's two OpenMP threads far more than "
         "XLA (PyTorch's per-task MAML loop took 91 s per meta-step here against about 2.3 s "
         "on the idle machine, using 35 s of CPU time per call). Pinned to one core with one "
-        "PyTorch thread, in a run on the same day and load (`--cores 1`; its log: "
-        "/tmp/perf_runs/run2.log, not kept), PyTorch was faster on the shared-weight Conv4 "
-        "forward+backward: 748 ms against jmeta auto's 1,228 ms (0.58x) on 120 images, "
-        "4,432 against 7,706 ms (0.59x) on 600. So `auto` is jmeta's fastest choice on this "
-        "CPU in every case measured (auto < xla < im2col in time on the shared-weight "
-        "targets, auto < im2col on MAML), but parity with a single-threaded PyTorch is not "
-        "reached, and the two-core ratios above are not the idle-machine numbers the issue "
-        "asks for."
+        "PyTorch thread (`--cores 1`, same day and load; logs in /tmp, not kept), PyTorch was "
+        "faster: Conv4 forward+backward 748 ms against jmeta auto's 1,228 ms (0.58x) on 120 "
+        "images and 4,432 against 7,706 ms (0.59x) on 600 (a rerun on the other core: 0.54x and "
+        "0.65x); the MAML step 0.54x (CPU time per call 5.3 s PyTorch, 9.0 s auto, 12.6 s "
+        "im2col, 13.7 s auto with `chunk_size=4`, a sequential map over chunks of tasks). "
+        "XLA:CPU flags changed the one-core conv ratios within noise (`--xla_cpu_use_thunk_"
+        "runtime=false` 0.52x/0.65x, `--xla_cpu_use_onednn=true` 0.50x/0.71x). So `auto` is "
+        "jmeta's fastest choice on this CPU in every case measured (auto < xla < im2col in "
+        "time on the shared-weight targets, auto < im2col on MAML), but parity with a "
+        "single-threaded PyTorch is not reached, and the two-core ratios above are not the "
+        "idle-machine numbers the issue asks for."
     ),
     f"throughput_{CPU_2026_11_26}": (
         "Measured pinned to one core (`taskset -c 1`) while other jobs used the other core; each "
