@@ -1,8 +1,9 @@
 """Meta-training as a library call, with the ``jmeta`` command line as a thin layer on top.
 
->>> from jmeta.train import TrainConfig, train
+>>> from jmeta.train import TrainConfig, predict, train
 >>> result = train(TrainConfig())            # doctest: +SKIP  (MAML, sinusoid, ~1 minute on CPU)
 >>> print(result.summary())                  # doctest: +SKIP
+>>> out = predict("runs/x", "my_classes", ["new.png"])  # doctest: +SKIP  (your own images)
 >>> result = train(TrainConfig(dataset="omniglot", data_dir="../shared/data/omniglot",
 ...                            algorithm="fomaml", num_steps=2000))  # doctest: +SKIP
 
@@ -30,6 +31,7 @@ from jmeta.train.lock import RunFolderBusy, WriteError
 from jmeta.train.logs import read_metrics
 from jmeta.train.loop import TrainingDiverged, TrainResult, train
 from jmeta.train.outputs import saved_config
+from jmeta.train.prediction import InputError, InputNotFound, InputValueError, Predictions, predict
 from jmeta.train.scoring import evaluate_checkpoint
 
 __all__ = [
@@ -43,7 +45,11 @@ __all__ = [
     "ConfigError",
     "ConfigTypeError",
     "ConfigValueError",
+    "InputError",
+    "InputNotFound",
+    "InputValueError",
     "LearnerSpec",
+    "Predictions",
     "RunFolderBusy",
     "TrainConfig",
     "TrainResult",
@@ -52,6 +58,7 @@ __all__ = [
     "config_from_dict",
     "evaluate_checkpoint",
     "load_config",
+    "predict",
     "read_metrics",
     "register_algorithm",
     "resolve_config",
