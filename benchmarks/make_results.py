@@ -47,6 +47,15 @@ SECTIONS = [
 
 # How a run was made, where its file cannot say it (written with the run, by the person who ran it).
 NOTES = {
+    "cpu_targets_amd-epyc_2026-12-01_1core": (
+        "`+dirty`: benchmarks/make_results.py was being edited when this run read the commit; "
+        "the code it measured (jmeta/, benchmarks/cpu_targets.py, benchmarks/peers/) is "
+        "2ddb799's. Measured at the same time as other engineers' test runs (1-minute load "
+        "average 9-19): single calls varied up to 3x (see p10-p90), so the per-round ratios "
+        "and the CPU times are the numbers to read. jmeta's `auto` used less CPU time than "
+        "`im2col` in every case (MAML: 9.0 s against 12.6 s per call, although its median wall "
+        "time was longer)."
+    ),
     "cpu_targets_amd-epyc_2026-12-01": (
         "Read with care: the machine was shared (1-minute load average 8-19 on 2 cores "
         "throughout), and a loaded machine hurts PyTorch's two OpenMP threads far more than "
@@ -55,8 +64,9 @@ NOTES = {
         "PyTorch thread (`--cores 1`, same day and load; logs in /tmp, not kept), PyTorch was "
         "faster: Conv4 forward+backward 748 ms against jmeta auto's 1,228 ms (0.58x) on 120 "
         "images and 4,432 against 7,706 ms (0.59x) on 600 (a rerun on the other core: 0.54x and "
-        "0.65x); the MAML step 0.54x (CPU time per call 5.3 s PyTorch, 9.0 s auto, 12.6 s "
-        "im2col, 13.7 s auto with `chunk_size=4`, a sequential map over chunks of tasks). "
+        "0.65x); the MAML step 0.54x and the ProtoNets step 0.96x (MAML's CPU time per call "
+        "5.3 s PyTorch, 9.0 s auto, 12.6 s im2col, 13.7 s auto with `chunk_size=4`, a "
+        "sequential map over chunks of tasks). "
         "XLA:CPU flags changed the one-core conv ratios within noise (`--xla_cpu_use_thunk_"
         "runtime=false` 0.52x/0.65x, `--xla_cpu_use_onednn=true` 0.50x/0.71x). So `auto` is "
         "jmeta's fastest choice on this CPU in every case measured (auto < xla < im2col in "
