@@ -53,11 +53,17 @@ def conv4(
       batch_norm: ``"transductive"`` (statistics of the batch given to
         ``apply``), ``"support"`` (statistics of the ``reference`` batch) or
         ``"none"`` (no normalisation; the convolutions get a bias instead).
-      conv_impl: ``"im2col"`` (the default: shifted copies and one matrix
-        product, which ``vmap`` over per-task weights turns into a batched
-        matmul) or ``"xla"`` (``lax.conv_general_dilated``, which ``vmap``
-        turns into a grouped convolution). Both compute the same function;
-        see :mod:`jmeta.models` for the measured speeds.
+      conv_impl: how the convolutions are computed; all compute the same
+        function up to float rounding (see :mod:`jmeta.models` for the measured
+        speeds). ``"auto"`` (the default): the fastest measured on the backend
+        the model is traced for, ``"adaptive"`` on CPU and ``"im2col"``
+        elsewhere. ``"adaptive"``: ``lax.conv`` where ``vmap`` shares the
+        kernel between tasks, and, where every task has its own kernel, a form
+        the backend chooses (on CPU one ``lax.conv`` per task in a loop).
+        ``"im2col"``: shifted copies and one matrix product, which ``vmap``
+        over per-task weights turns into a batched matmul. ``"xla"``:
+        ``lax.conv_general_dilated``, which ``vmap`` over per-task weights
+        turns into a grouped convolution.
       dtype: dtype of the activations and of the convolution/matmul inputs, e.g.
         ``jnp.bfloat16``. ``None`` (the default): the dtype of the parameters
         given to ``apply``, so :func:`jmeta.precision.mixed_precision`, which

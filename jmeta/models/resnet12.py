@@ -82,7 +82,8 @@ def resnet12(
         and width must survive one 2x2 pooling per block.
       batch_norm: ``"transductive"``, ``"support"`` or ``"none"``, as in
         :func:`jmeta.models.conv4`. With ``"none"`` the convolutions get biases.
-      conv_impl: ``"im2col"`` (default) or ``"xla"``, as in :func:`jmeta.models.conv4`.
+      conv_impl: ``"auto"`` (default), ``"adaptive"``, ``"im2col"`` or ``"xla"``, as in
+        :func:`jmeta.models.conv4`.
       dtype: activation/compute dtype (e.g. ``jnp.bfloat16``); ``None``: the
         dtype of the parameters given to ``apply``, as in
         :func:`jmeta.models.conv4`. Batch-norm statistics are computed in

@@ -39,7 +39,7 @@ SINUSOID = "sinusoid"
 IMAGES = "images"
 MODELS = ("mlp", "conv4", "resnet12")
 BATCH_NORM = models.BATCH_NORM_MODES
-CONV_IMPLS = ("auto", *models.CONV_IMPLS)
+CONV_IMPLS = models.CONV_IMPLS
 META_OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 NO_SPLIT = "none"
@@ -256,8 +256,9 @@ class TrainConfig:
                          low=1, high=INT32_MAX, why=_SIZE,
                          preset={SINUSOID: 40, "mini_imagenet": 32, IMAGES: 64})
     batch_norm: str = setting("transductive", "batch-norm statistics from", choices=BATCH_NORM)
-    conv_impl: str = setting("auto", "convolutions as XLA convolutions or im2col matrix "
-                             f"products (auto: {models.DEFAULT_CONV_IMPL_REASON})",
+    conv_impl: str = setting("auto", "how convolutions are computed: adaptive, XLA "
+                             "convolutions or im2col matrix products (auto: "
+                             f"{models.DEFAULT_CONV_IMPL_REASON})",
                              choices=CONV_IMPLS)
     output_dir: str | None = setting(None, "folder for the run's files (default: "
                                      "runs/<dataset>-<algo>-<time>)")
