@@ -15,7 +15,7 @@ attribute names and sequence indices joined with ``/``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import jax
 
@@ -23,7 +23,7 @@ from jmeta.types import Params
 
 Mask = Any  # a pytree of bools with the structure of the params
 PathPredicate = Callable[[str], bool]
-MaskSpec = Union[None, Mask, PathPredicate]
+MaskSpec = None | Mask | PathPredicate
 
 
 def path_str(path: tuple) -> str:

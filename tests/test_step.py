@@ -26,12 +26,14 @@ def test_vmapped_meta_gradient_equals_python_loop_over_tasks():
     grads, metrics = jmeta.meta_gradient(lr, theta, tasks, key)
     keys = jax.random.split(key, 4)
     per_task = [
-        jax.grad(lambda t: lr.meta_loss(t, jax.tree.map(lambda a: a[i], tasks), keys[i])[0])(theta)
+        jax.grad(lambda t, i=i: lr.meta_loss(t, jax.tree.map(lambda a: a[i], tasks), keys[i])[0])(
+            theta
+        )
         for i in range(4)
     ]
     looped = jax.tree.map(lambda *g: sum(g) / 4, *per_task)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, looped)
-    losses = [lr.meta_loss(theta, jax.tree.map(lambda a: a[i], tasks))[0] for i in range(4)]
+    losses = [lr.meta_loss(theta, jax.tree.map(lambda a, i=i: a[i], tasks))[0] for i in range(4)]
     np.testing.assert_allclose(metrics["loss"], np.mean(losses), rtol=1e-6)
 
 

@@ -58,7 +58,7 @@ def test_first_order_differs_from_second_order(x64):
     theta = jnp.asarray(rng.normal(size=(3, 1)))
     grads = [
         jax.grad(
-            lambda t: jmeta.maml(
+            lambda t, fo=fo: jmeta.maml(
                 lambda p, x: x @ p, half_mse, inner_lr=0.3, first_order=fo
             ).meta_loss(t, task)[0]
         )(theta)
@@ -116,7 +116,7 @@ def test_remat_gives_the_same_gradient():
     grads = [
         jax.jit(
             jax.grad(
-                lambda t: jmeta.maml(
+                lambda t, r=r: jmeta.maml(
                     mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=4, remat=r
                 ).meta_loss(t, task)[0]
             )

@@ -52,6 +52,7 @@ def test_classes_and_examples_are_distinct_and_labels_consistent(sampled):
         for cls, y in zip(
             np.concatenate([s_cls[t], q_cls[t]]),
             np.concatenate([tasks.support.y[t], tasks.query.y[t]]),
+            strict=True,
         ):
             assert label_to_class.setdefault(int(y), int(cls)) == cls  # support and query agree
         assert len(set(label_to_class.values())) == 5  # distinct classes
