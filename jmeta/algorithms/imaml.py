@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import optax
 from jax.scipy.sparse.linalg import cg
 
@@ -134,8 +133,8 @@ def proximal_solver(lam: float, *, cg_steps: int = 5, cg_tol: float = 1e-6) -> C
     ) -> InnerLoopResult:
         def run(theta, support):
             def proximal(phi):
-                sq = jax.tree.map(lambda p, t: jnp.sum((p - t) ** 2), phi, theta)
-                return support_loss(phi, support) + 0.5 * lam * sum(jax.tree.leaves(sq))
+                sq = optax.tree_utils.tree_norm(optax.tree_utils.tree_sub(phi, theta), squared=True)
+                return support_loss(phi, support) + 0.5 * lam * sq
 
             return inner_loop(proximal, theta, optimizer, num_steps)
 

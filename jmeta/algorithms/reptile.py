@@ -112,8 +112,8 @@ def reptile(
         phi = adapted
         if isinstance(adapted, WithReference):  # queries are normalised with the support set
             phi, adapted = adapted.params, adapted._replace(reference=task.support.x)
-        sq = jax.tree.map(lambda t, p: jnp.sum((t - p) ** 2), theta, phi)
-        surrogate = 0.5 * sum(jax.tree.leaves(sq))
+        sq = optax.tree_utils.tree_norm(optax.tree_utils.tree_sub(theta, phi), squared=True)
+        surrogate = 0.5 * sq
         predictions = base.predict(adapted, task.query.x)
         out = {"loss": loss_fn(predictions, task.query.y), "surrogate": surrogate}
         out.update({name: fn(predictions, task.query.y) for name, fn in metric_fns.items()})

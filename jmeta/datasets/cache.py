@@ -123,7 +123,7 @@ def content_sha256(split: FewShotSplit) -> str:
     images = np.ascontiguousarray(split.images)
     digest = hashlib.sha256()
     digest.update(json.dumps([images.shape, images.dtype.str, list(split.class_names)]).encode())
-    digest.update(memoryview(images).cast("B"))
+    digest.update(images.data.cast("B"))
     return digest.hexdigest()
 
 

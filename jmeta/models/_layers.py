@@ -256,7 +256,7 @@ def conv_spec(
     kernel_size: int, c_in: int, c_out: int, kernel_init: KernelInit, *, use_bias: bool
 ) -> dict[str, Any]:
     """``{"kernel": [k, k, c_in, c_out]}``, plus a zero ``"bias"`` if ``use_bias``."""
-    spec = {"kernel": kernel_init((kernel_size, kernel_size, c_in, c_out))}
+    spec: dict[str, Any] = {"kernel": kernel_init((kernel_size, kernel_size, c_in, c_out))}
     if use_bias:
         spec["bias"] = np.zeros((c_out,))
     return spec

@@ -159,7 +159,7 @@ class Checkpoints:
     def newest_intact(self) -> tuple[int | None, list[tuple[int, str]]]:
         """``(step, damaged)``: the newest intact checkpoint (``None`` if none) and the
         ``(step, problem)`` of each newer one that is damaged."""
-        damaged = []
+        damaged: list[tuple[int, str]] = []
         for step in reversed(self.steps()):
             problem = self.verify(step)
             if problem is None:
