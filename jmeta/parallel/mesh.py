@@ -34,9 +34,9 @@ def task_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = TASK
     Example:
       >>> import jax
       >>> from jmeta.parallel import task_mesh
-      >>> mesh = task_mesh(jax.devices()[:2])
+      >>> mesh = task_mesh(jax.devices()[:1])
       >>> dict(mesh.shape)
-      {'tasks': 2}
+      {'tasks': 1}
     """
     devices = list(jax.devices() if devices is None else devices)
     if not devices:

@@ -1,8 +1,11 @@
 """Meta-training as a library call, with the ``jmeta`` command line as a thin layer on top.
 
+MAML on sinusoid regression (the defaults), then first-order MAML on Omniglot (skipped
+when the examples run: each is a full training run):
+
 >>> from jmeta.train import TrainConfig, train
->>> result = train(TrainConfig())            # doctest: +SKIP  (MAML, sinusoid, ~1 minute on CPU)
->>> print(result.summary())                  # doctest: +SKIP
+>>> result = train(TrainConfig())  # doctest: +SKIP
+>>> print(result.summary())  # doctest: +SKIP
 >>> result = train(TrainConfig(dataset="omniglot", data_dir="../shared/data/omniglot",
 ...                            algorithm="fomaml", num_steps=2000))  # doctest: +SKIP
 

@@ -69,9 +69,14 @@ class Checkpoints:
       keep: how many of the most recent to keep.
 
     Example:
-      >>> ckpts = Checkpoints("runs/x/checkpoints", keep=3)  # doctest: +SKIP
-      >>> ckpts.save(100, state, made_by={"algorithm": "maml"})  # doctest: +SKIP
-      >>> state = ckpts.restore(like=fresh_state)  # doctest: +SKIP
+      >>> import tempfile, jax.numpy as jnp
+      >>> from jmeta.train import Checkpoints
+      >>> ckpts = Checkpoints(tempfile.mkdtemp(), keep=3)
+      >>> ckpts.save(100, {"w": jnp.ones(2)}, made_by={"algorithm": "maml"})
+      >>> ckpts.steps()
+      [100]
+      >>> ckpts.restore(like={"w": jnp.zeros(2)})["w"]
+      Array([1., 1.], dtype=float32)
     """
 
     def __init__(self, directory: str | Path, *, keep: int = 3):
