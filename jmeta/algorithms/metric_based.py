@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jmeta._dtypes import as_at_least_float32, tree_at_least_float32
 from jmeta.algorithms.gradient_based import MetricFns
 from jmeta.losses import accuracy, cross_entropy
 from jmeta.models.policy import resolve_transductive
@@ -130,7 +131,7 @@ def metric_learner(
     transductive = resolve_transductive(embed_fn, transductive)
 
     def init(params: Params) -> MetricParams:
-        dtype = _scalar_dtype(params)
+        dtype = tree_at_least_float32(params)
         return MetricParams(params, {k: jnp.asarray(v, dtype) for k, v in initial.items()})
 
     def fit_support(meta_params: MetricParams, support: Batch) -> tuple[FittedClassifier, Array]:
@@ -244,15 +245,7 @@ def _embed(embed_fn: Callable, params: Params, x: Array, reference: Array | None
             f"for inputs of shape {x.shape} (flatten the features)."
         )
     # Distances, similarities and solves are computed in at least float32.
-    if jnp.finfo(embeddings.dtype).bits < 32:
-        embeddings = embeddings.astype(jnp.float32)
-    return embeddings
-
-
-def _scalar_dtype(params: Params):
-    """float64 for a float64 embedding network, else float32 (also for bfloat16 ones)."""
-    leaves = jax.tree_util.tree_leaves(params)
-    return jnp.float64 if any(leaf.dtype == jnp.float64 for leaf in leaves) else jnp.float32
+    return as_at_least_float32(embeddings)
 
 
 def squared_norm(x: Array) -> Array:

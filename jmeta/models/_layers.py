@@ -18,6 +18,7 @@ from jax import lax
 
 from jmeta._dtypes import at_least_float32
 from jmeta.types import Array, Params, PRNGKey
+from jmeta.validation import is_integer
 
 BatchNormMode = Literal["transductive", "support", "none"]
 ConvImpl = Literal["xla", "im2col"]
@@ -269,7 +270,7 @@ def batch_norm_spec(channels: int) -> dict[str, Any]:
 
 def check_num_classes(num_classes: object) -> int:
     """``num_classes`` as an int, or a ValueError naming it."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+    if not is_integer(num_classes):
         raise ValueError(f"num_classes must be a positive int or None; got {num_classes!r}.")
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive; got {num_classes}.")
