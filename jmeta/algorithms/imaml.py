@@ -19,13 +19,13 @@ from jmeta.algorithms.gradient_based import (
     resolve_inner_optimizer,
 )
 from jmeta.inner import InnerLoopResult, inner_loop
-from jmeta.types import Array, Batch, MetaLearner, Params
+from jmeta.types import Batch, LossFn, MetaLearner, Params
 from jmeta.validation import check_positive_int, check_real
 
 
 def imaml(
     apply_fn: Callable,
-    loss_fn: Callable[[Array, Array], Array],
+    loss_fn: LossFn,
     *,
     lam: float = 1.0,
     inner_lr: float | None = None,

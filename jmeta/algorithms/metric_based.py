@@ -43,10 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmeta._dtypes import as_at_least_float32, tree_at_least_float32
-from jmeta.algorithms.gradient_based import MetricFns
+from jmeta.algorithms.gradient_based import MetricFns, query_metrics
 from jmeta.losses import accuracy, cross_entropy
 from jmeta.models.policy import resolve_transductive
-from jmeta.types import Array, Batch, MetaLearner, Metrics, Params, Task
+from jmeta.types import ApplyFn, Array, Batch, MetaLearner, Metrics, Params, Task
 from jmeta.validation import (
     check_batch,
     check_bool,
@@ -91,7 +91,7 @@ class FittedClassifier(NamedTuple):
 
 
 def metric_learner(
-    embed_fn: Callable[[Params, Array], Array],
+    embed_fn: ApplyFn,
     *,
     classifier_init: Mapping[str, float],
     fit: Callable[[dict, Array, Array], Any],
@@ -160,8 +160,7 @@ def metric_learner(
         adapted, valid = fit_support(meta_params, task.support)
         scores = predict(adapted, task.query.x)
         valid = valid & labels_valid("task.query.y", task.query.y, scores.shape[-1])
-        out = {"loss": cross_entropy(scores, task.query.y)}
-        out.update({name: fn(scores, task.query.y) for name, fn in metric_fns.items()})
+        out = query_metrics(cross_entropy, metric_fns, scores, task.query.y)
         out["labels_valid"] = valid
         return out
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 import jmeta
-from jmeta.types import Array, MetaLearner, Model
+from jmeta.types import LossFn, MetaLearner, Model
 from jmeta.validation import check_positive_int
 
 if TYPE_CHECKING:  # the config checks names against this registry: it imports this module
@@ -51,8 +51,8 @@ class LearnerSpec(NamedTuple):
 
     config: TrainConfig
     model: Model
-    loss_fn: Callable[[Array, Array], Array]
-    metrics: Mapping[str, Callable[[Array, Array], Array]]
+    loss_fn: LossFn
+    metrics: Mapping[str, LossFn]
     inner_lr: float
     inner_steps: int
     transductive: bool
