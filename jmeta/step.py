@@ -222,6 +222,10 @@ def meta_train_step(
         step counter too) and report ``metrics["finite"] == False``, so a run
         can stop with its last good parameters intact even when many steps
         run inside one compiled call. :func:`jmeta.step.nonfinite_cause` says which.
+        Not ``optax.apply_if_finite``, which tests the gradient only (not the
+        loss or the labels), keeps the step counter moving, adds its counters
+        to the optimizer state, and applies a non-finite update after
+        ``max_consecutive_errors`` rejected ones.
       chunk_size: evaluate the meta-batch in sequential chunks of this many
         tasks to bound memory (see :func:`meta_gradient`).
       axis_name: build a per-device step for ``shard_map``/``pmap`` whose

@@ -1,5 +1,6 @@
 """MAML / FOMAML meta-gradients against closed forms and finite differences."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,7 +124,7 @@ def test_remat_gives_the_same_gradient():
         )(theta)
         for r in (False, True)
     ]
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *grads)
+    chex.assert_trees_all_close(*grads, rtol=1e-5, atol=1e-6)
 
 
 def test_fomaml_is_first_order_maml():
@@ -132,7 +133,7 @@ def test_fomaml_is_first_order_maml():
     a = jmeta.fomaml(mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=2)
     b = jmeta.maml(mlp_apply, jmeta.losses.mse, inner_lr=0.1, num_steps=2, first_order=True)
     ga, gb = (jax.grad(lambda t, lr=lr: lr.meta_loss(t, task)[0])(theta) for lr in (a, b))
-    jax.tree.map(np.testing.assert_array_equal, ga, gb)
+    chex.assert_trees_all_equal(ga, gb)
     with pytest.raises(TypeError, match="always first-order"):
         jmeta.fomaml(mlp_apply, jmeta.losses.mse, inner_lr=0.1, first_order=False)
 

@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,5 +26,5 @@ def test_meta_optimizer_acts_on_raveled_parameters_with_the_same_numbers(name, r
         flat_params = optax.apply_updates(flat_params, u)
         u, leaf_state = per_leaf.update(grads, leaf_state, leaf_params)
         leaf_params = optax.apply_updates(leaf_params, u)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), flat_params, leaf_params)
+    chex.assert_trees_all_close(flat_params, leaf_params, rtol=1e-6)
     assert not np.allclose(flat_params["w"], params["w"])  # the updates did something
