@@ -22,12 +22,12 @@ meta-parameters.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 import jmeta
 from jmeta.types import LossFn, MetaLearner, Model
-from jmeta.validation import check_positive_int
 
 if TYPE_CHECKING:  # the config checks names against this registry: it imports this module
     from jmeta.train.config import TrainConfig
@@ -181,7 +181,10 @@ def register_algorithm(
         raise TypeError(f"build must be callable; got {type(build).__name__}.")
     if not isinstance(embedding, bool):
         raise TypeError(f"embedding must be True or False; got {embedding!r}.")
-    extra_inputs = check_positive_int("extra_inputs", extra_inputs, allow_zero=True)
-    record = Algorithm(build, embedding=embedding, extra_inputs=extra_inputs)
+    if isinstance(extra_inputs, bool) or not isinstance(extra_inputs, numbers.Integral):
+        raise TypeError(f"extra_inputs must be an integer; got {extra_inputs!r}.")
+    if extra_inputs < 0:
+        raise ValueError(f"extra_inputs must be >= 0; got {extra_inputs}.")
+    record = Algorithm(build, embedding=embedding, extra_inputs=int(extra_inputs))
     ALGORITHMS[name] = record
     return record
