@@ -50,6 +50,8 @@ def download_file(
     Raises:
       ConnectionError: the fetch failed (offline, host unreachable, HTTP error).
       ValueError: the checksum or ``validate`` rejected the file.
+      OSError: ``dest``'s folder cannot be written (read-only, full disk); the
+        one-line message names the folder.
     """
     dest = Path(dest)
     if dest.is_file():
@@ -70,7 +72,13 @@ def download_file(
         if validate is not None:
             validate(tmp)
 
-    return atomic_write(dest, write)
+    try:
+        return atomic_write(dest, write)
+    except OSError as err:
+        if isinstance(err, ConnectionError):
+            raise
+        message = f"cannot write the download of {url} into {dest.parent}: "
+        raise type(err)(message + (err.strerror or str(err))) from err
 
 
 def _check_sha256(path: Path, expected: str, *, what: str) -> None:

@@ -8,6 +8,7 @@ import urllib.error
 import pytest
 from dataset_fakes import make_omniglot_zip
 
+from jmeta.datasets import cache as cache_module
 from jmeta.datasets import download as download_module
 from jmeta.datasets import load_omniglot, omniglot_files
 from jmeta.datasets.cache import hash_file, sha256_file
@@ -104,3 +105,21 @@ def test_existing_file_with_wrong_checksum_is_rejected(tmp_path, served, downloa
         load_omniglot("small2", tmp_path, cache_dir=tmp_path / "c", download=download)
     assert asked == []  # present: not fetched again
     assert not (tmp_path / "c").exists()
+
+
+def test_unwritable_data_dir_is_one_line_naming_the_folder(tmp_path, served, monkeypatch):
+    """A read-only or full data folder: the error names the folder, not a temp file."""
+    server, _ = served
+    make_omniglot_zip(server, "images_background_small1", {"Aa": 2})
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cache_module.tempfile, "mkstemp", read_only)
+    data = tmp_path / "data"
+    with pytest.raises(PermissionError) as raised:
+        load_omniglot("small1", data, cache_dir=tmp_path / "c", download=True)
+    assert str(raised.value) == (
+        "cannot write the download of https://github.com/brendenlake/omniglot/raw/master/"
+        f"python/images_background_small1.zip into {data}: Permission denied"
+    )
