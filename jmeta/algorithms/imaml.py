@@ -91,7 +91,9 @@ def imaml(
       >>> learner = jmeta.imaml(model.apply, jmeta.losses.mse, lam=2.0, inner_lr=0.05)
       >>> theta = learner.init(model.init(jax.random.key(0)))
       >>> task = jmeta.tasks.sinusoid(jax.random.key(1))
-      >>> meta_grad = jax.grad(lambda t: learner.meta_loss(t, task, None)[0])(theta)
+      >>> meta_grad = jax.jit(jax.grad(lambda t: learner.meta_loss(t, task, None)[0]))(theta)
+      >>> jax.tree.structure(meta_grad) == jax.tree.structure(theta)
+      True
     """
     solver = proximal_solver(lam, cg_steps=cg_steps, cg_tol=cg_tol)
     optimizer = resolve_inner_optimizer(inner_lr, inner_optimizer)
