@@ -12,8 +12,8 @@ they are far below the MAML paper's 60,000, and the table says so. A run whose
 folder already holds a finished run is resumed (which re-scores its final
 checkpoint) instead of trained again; ``--overwrite`` starts afresh.
 
-    PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py          # the full table
-    PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py --quick  # a few steps per run
+    PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py            # the full table
+    PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py --quick    # a few steps per run (smoke test)
 """
 
 from __future__ import annotations
@@ -42,15 +42,8 @@ SETTINGS = {
     },
 }
 COMMON = {"eval_interval": 100, "checkpoint_interval": 100, "val_tasks": 100}
-QUICK = {
-    "num_steps": 4,
-    "steps_per_call": 2,
-    "eval_interval": 2,
-    "checkpoint_interval": 2,
-    "val_tasks": 10,
-    "eval_tasks": 20,
-    "meta_batch_size": 2,
-}
+QUICK = {"num_steps": 4, "steps_per_call": 2, "eval_interval": 2, "checkpoint_interval": 2,
+         "val_tasks": 10, "eval_tasks": 20, "meta_batch_size": 2}  # fmt: skip
 ALGORITHMS = (
     "maml",
     "fomaml",
@@ -141,17 +134,10 @@ def main() -> None:
                 **(QUICK if args.quick else {}),
             }
             output_dir = runs_dir / f"{algorithm}-{ways}way"
-            config = resolve_config(
-                TrainConfig(
-                    algorithm=algorithm,
-                    dataset="omniglot",
-                    data_dir=DATA_DIR,
-                    ways=ways,
-                    shots=1,
-                    output_dir=str(output_dir),
-                    **options,
-                )
-            )
+            config = resolve_config(TrainConfig(
+                algorithm=algorithm, dataset="omniglot", data_dir=DATA_DIR, ways=ways, shots=1,
+                output_dir=str(output_dir), **options,
+            ))  # fmt: skip
             resume = (output_dir / "config.json").exists() and not args.overwrite
             print(f"\n== {algorithm} {ways}-way 1-shot ({'resume' if resume else 'train'})")
             print(command(config), flush=True)
