@@ -1,4 +1,4 @@
-"""The ``jmeta`` command: ``jmeta train`` and ``jmeta eval``, a thin layer over :mod:`jmeta.train`.
+"""The ``jmeta`` command: ``train``, ``eval`` and ``predict``, a thin layer over :mod:`jmeta.train`.
 
 Every ``train`` flag is a :class:`~jmeta.train.TrainConfig` field, generated from
 the field's declaration (type, default or per-data-set preset, help). Values
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``jmeta`` argument parser (``train`` and ``eval`` subcommands)."""
+    """The ``jmeta`` argument parser (``train``, ``eval`` and ``predict`` subcommands)."""
     from jmeta import __version__
 
     parser = argparse.ArgumentParser(
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on a CPU); see docs/training.md.",
     )
     parser.add_argument("--version", action="version", version=f"jmeta {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{train,eval}")
+    commands = parser.add_subparsers(dest="command", metavar="{train,eval,predict}")
     train = commands.add_parser(
         "train",
         help="meta-train, validate, checkpoint and test",
@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--checkpoint", required=True, type=Path, metavar="DIR",
-        help="a run folder (newest checkpoint), or one checkpoints/<step> folder",
+        help="a run folder (its best checkpoint if it kept one with --keep-best, else its "
+        "newest), its checkpoints/ or best/ folder, or one checkpoints/<step> folder",
     )  # fmt: skip
     evaluate.add_argument("--split", choices=("test", "val"), default="test")
     evaluate.add_argument("--tasks", type=int, help="number of tasks (default: the run's, 600)")
@@ -72,7 +73,35 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="where the data are, if they moved")
     evaluate.add_argument("--json", type=Path, metavar="FILE", help="also write scores as JSON")
     evaluate.set_defaults(handler=functools.partial(_eval, parser=evaluate))
+    _add_predict(commands)
     return parser
+
+
+def _add_predict(commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="classify your own images from a few labelled ones",
+        description="Adapt a run's learner to the images in --support (one sub-folder per "
+        "class, named for the class) and classify every --query image, converted as the run's "
+        "training data were. See docs/training.md.",
+    )
+    predict.add_argument("--checkpoint", required=True, type=Path, metavar="RUN",
+                         help="a run folder (newest checkpoint), or one checkpoints/<step> "
+                         "folder")  # fmt: skip
+    predict.add_argument("--support", required=True, type=Path, metavar="DIR",
+                         help="a folder of class folders, each with one or more "
+                         "images")  # fmt: skip
+    predict.add_argument("--query", required=True, type=Path, nargs="+", metavar="PATH",
+                         help="image files or folders of them (searched recursively)")  # fmt: skip
+    predict.add_argument("--inner-steps", type=int,
+                         help="inner steps of a gradient-based learner (default: the run's "
+                         "first test-time value)")  # fmt: skip
+    predict.add_argument("--skip-bad", action="store_true",
+                         help="skip files that are not readable images (each is "
+                         "named)")  # fmt: skip
+    predict.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
+    predict.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV")
+    predict.set_defaults(handler=functools.partial(_predict, parser=predict))
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -189,13 +218,14 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     from jmeta.train import evaluate_checkpoint, saved_config
     from jmeta.train.logs import write_json
     from jmeta.train.results import format_scores, scores_to_json
-    from jmeta.train.scoring import find_run
+    from jmeta.train.scoring import locate_checkpoint
 
     if args.json is not None and not args.json.parent.is_dir():
         parser.error(f"--json {args.json}: no such folder {args.json.parent}")
     with _one_line_warnings("eval"):
         try:
-            config = saved_config(find_run(args.checkpoint)[0])
+            found = locate_checkpoint(args.checkpoint)
+            config = saved_config(found.run_dir)
             scores, step = evaluate_checkpoint(
                 args.checkpoint,
                 split=args.split,
@@ -208,18 +238,69 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
             parser.error(_eval_message(err))
     tasks = args.tasks or config.eval_tasks
     seed = config.eval_seed if args.seed is None else args.seed
+    which = "best checkpoint (by validation score)" if found.best else "checkpoint"
     header = (
-        f"{config.algorithm} checkpoint at step {step}, {args.split} split: {tasks} fixed tasks "
+        f"{config.algorithm} {which} at step {step}, {args.split} split: {tasks} fixed tasks "
         f"(seed {seed}), mean ± 95% confidence interval"
     )
     print(format_scores(scores, regression=config.is_regression, header=header))
     if args.json is not None:
         try:
-            write_json(args.json, {"step": step, "scores": scores_to_json(scores)})
+            write_json(args.json, {"step": step, "best": found.best,
+                                   "scores": scores_to_json(scores)})  # fmt: skip
         except OSError as err:
             print(f"jmeta eval: error: {err} (the scores are printed above).", file=sys.stderr)
             return EXIT_STOPPED
     return 0
+
+
+#: :func:`jmeta.train.predict.predict`'s arguments as ``jmeta predict``'s flags.
+_PREDICT_FLAGS = {"run": "--checkpoint", "support": "--support", "queries": "--query",
+                  "skip_bad": "--skip-bad", "inner_steps": "--inner-steps"}  # fmt: skip
+
+
+def _predict(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
+    from jmeta.train import ConfigError, predict
+    from jmeta.train.logs import write_json
+
+    for flag, path in (("--json", args.json), ("--csv", args.csv)):
+        if path is not None and not path.parent.is_dir():
+            parser.error(f"{flag} {path}: no such folder {path.parent}")
+    with _one_line_warnings("predict"):
+        try:
+            out = predict(args.checkpoint, args.support, args.query,
+                          inner_steps=args.inner_steps, skip_bad=args.skip_bad)  # fmt: skip
+        except (ValueError, TypeError, OSError) as err:
+            if isinstance(err, ConfigError):
+                parser.error(err.render(lambda name: _PREDICT_FLAGS.get(name, name)))
+            parser.error(str(err))
+    for path, reason in out.skipped:
+        print(f"jmeta predict: skipped {path}: {reason}", file=sys.stderr)
+    print(out.table())
+    try:
+        if args.json is not None:
+            write_json(args.json, out.to_json())
+        if args.csv is not None:
+            _write_text(args.csv, out.to_csv())
+    except OSError as err:
+        print(f"jmeta predict: error: {err} (the table is printed above).", file=sys.stderr)
+        return EXIT_STOPPED
+    return 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (temporary file, then rename); errors name ``path``."""
+    import os
+
+    from jmeta.train.lock import WriteError
+
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(path, err) from None
 
 
 def _eval_message(err: BaseException) -> str:

@@ -9,6 +9,7 @@ from jmeta.datasets.base import FewShotSplit, concat_splits, select_classes, sta
 from jmeta.datasets.cache import CacheWarning, cache_root
 from jmeta.datasets.cifar import load_cifar_fs, load_fc100
 from jmeta.datasets.cifar_classes import CIFAR_FS_CLASSES, FC100_CLASSES, FC100_SUPERCLASSES
+from jmeta.datasets.conversion import ImageConversion, dataset_conversion
 from jmeta.datasets.folder import load_image_folder
 from jmeta.datasets.mini_imagenet import load_mini_imagenet
 from jmeta.datasets.omniglot import (
@@ -27,10 +28,12 @@ __all__ = [
     "FC100_CLASSES",
     "FC100_SUPERCLASSES",
     "FewShotSplit",
+    "ImageConversion",
     "MINIMAL_ALPHABETS",
     "VINYALS_VAL_ALPHABETS",
     "cache_root",
     "concat_splits",
+    "dataset_conversion",
     "load",
     "load_cifar_fs",
     "load_fc100",

@@ -26,6 +26,8 @@ def build_learners(config: TrainConfig, problem: Problem) -> tuple[MetaLearner, 
             inner_lr=inner_lr,
             inner_steps=config.inner_steps,
             transductive=config.batch_norm != "support",
+            input_shape=problem.image_shape,
+            train_classes=problem.train_classes,
         )
 
     train_learner = build(spec(config.inner_lr))
@@ -34,8 +36,16 @@ def build_learners(config: TrainConfig, problem: Problem) -> tuple[MetaLearner, 
     return train_learner, build(spec(config.test_inner_lr))
 
 
+#: The end of the cosine schedule, as a fraction of ``meta_lr`` (MAML++: 1e-5 / 1e-3).
+COSINE_FLOOR = 0.01
+
+
 def meta_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """The outer optimizer the config names, acting on the raveled parameters.
+
+    With ``meta_lr_schedule="cosine"`` its rate follows cosine annealing from
+    ``meta_lr`` at step 0 to ``COSINE_FLOOR * meta_lr`` at ``num_steps``
+    (MAML++: 1e-3 to 1e-5); an algorithm's ``meta_optimizer`` wraps it.
 
     Adam and SGD act on each element alone, so ``optax.flatten`` gives the same
     updates (up to float rounding); it turns one small update per parameter
@@ -43,7 +53,12 @@ def meta_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     sinusoid MLP has six leaves) takes a measurable part of the step away.
     """
     optimizer = {"adam": optax.adam, "sgd": optax.sgd}[config.meta_optimizer]
-    return optax.flatten(optimizer(config.meta_lr))
+    rate = config.meta_lr
+    if config.meta_lr_schedule == "cosine":
+        rate = optax.cosine_decay_schedule(config.meta_lr, config.num_steps, COSINE_FLOOR)
+    flat = optax.flatten(optimizer(rate))
+    wrap = ALGORITHMS[config.algorithm].meta_optimizer
+    return flat if wrap is None else wrap(flat)
 
 
 def run_keys(seed: int | jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -42,6 +42,7 @@ MODELS = ("mlp", "conv4", "resnet12")
 BATCH_NORM = models.BATCH_NORM_MODES
 CONV_IMPLS = ("auto", *models.CONV_IMPLS)
 META_OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 NO_SPLIT = "none"
 
 INT32_MAX = 2**31 - 1
@@ -56,7 +57,7 @@ _CI = "for a confidence interval"
 #: ``num_steps``, which a resumed run may change): every checkpoint records them,
 #: and a checkpoint is refused where they differ from its run's configuration.
 PARAMETER_FIELDS = (
-    "algorithm", "dataset", "train_split", "image_size", "rotations", "augment", "ways",
+    "algorithm", "dataset", "train_split", "image_size", "rotations", "augment", "affine", "ways",
     "shots", "queries", "meta_batch_size", "inner_steps", "inner_lr", "first_order",
     "meta_optimizer", "seed", "model", "width", "batch_norm", "conv_impl",
 )  # fmt: skip
@@ -123,6 +124,7 @@ class Setting(NamedTuple):
       choices: the allowed strings (a function: looked up when checked).
       flags: command-line spellings (default: ``--field-name``).
       images_only: the field does not apply to sinusoid regression (must stay unset).
+      per_algorithm: the default is the algorithm's (:class:`~jmeta.train.Algorithm`).
     """
 
     help: str
@@ -135,6 +137,7 @@ class Setting(NamedTuple):
     choices: Sequence[str] | Callable[[], Sequence[str]] | None = None
     flags: tuple[str, ...] = ()
     images_only: bool = False
+    per_algorithm: bool = False
 
 
 def setting(default: Any = None, help: str = "", **options: Any) -> Any:
@@ -198,6 +201,9 @@ class TrainConfig:
     eval_rotations: bool = setting(False, "the same for validation and test classes",
                                    images_only=True)
     augment: bool = setting(False, "random crop and flip of training images", images_only=True)
+    affine: bool = setting(False, "small random affine transforms of training images (shift "
+                           "up to 2 px, rotation up to 10 degrees, scale and shear up to 0.1), "
+                           "on device", images_only=True)
     ways: int | None = setting(help="classes per task (N)", low=1, high=INT32_MAX, why=_SIZE,
                                images_only=True, preset={IMAGES: 5})
     shots: int = setting(help="support examples per class (K); support points for sinusoid",
@@ -223,6 +229,10 @@ class TrainConfig:
     first_order: bool = setting(False, "first-order meta-gradient (no second derivatives)")
     meta_optimizer: str = setting("adam", "outer optimizer", choices=META_OPTIMIZERS)
     meta_lr: float = setting(1e-3, "outer learning rate")
+    meta_lr_schedule: str = setting(None, "meta-learning rate over the run: constant, or cosine "
+                                    "annealing to a hundredth of meta_lr at num_steps (default: "
+                                    "the algorithm's: cosine for mamlpp, else constant)",
+                                    choices=LR_SCHEDULES, per_algorithm=True)
     num_steps: int = setting(help="meta-steps to train for", low=1, high=INT32_MAX, why=_STEPS,
                              preset={SINUSOID: 30_000, IMAGES: 60_000})
     steps_per_call: int = setting(help="meta-steps per compiled call (intervals must be "
@@ -256,6 +266,11 @@ class TrainConfig:
                                        "the end)", low=0, high=INT32_MAX, why=_STEPS,
                                        preset={SINUSOID: 5_000, IMAGES: 500})
     keep_checkpoints: int = setting(3, "recent checkpoints to keep", low=1)
+    keep_best: bool = setting(False, "also keep the checkpoint with the best validation score "
+                              "(accuracy; MSE for regression) in best/; the final test and "
+                              "jmeta eval score it")
+    early_stop: int = setting(0, "stop after this many validations without improvement (0: "
+                              "never)", low=0, high=INT32_MAX, why=_STEPS)
     # fmt: on
 
     #: Fields given when the config was made (the others were derived).
@@ -313,7 +328,8 @@ class Field(NamedTuple):
     @property
     def derived(self) -> bool:
         """Whether an unset value is filled from a preset or another field."""
-        return self.setting.preset is not None or self.setting.same_as is not None
+        s = self.setting
+        return s.preset is not None or s.same_as is not None or s.per_algorithm
 
     def choices(self) -> Sequence[str] | None:
         choices = self.setting.choices
@@ -474,6 +490,15 @@ def _resolve(values: dict[str, Any]) -> dict[str, Any]:
             raise ConfigValueError("{0} does not apply to sinusoid regression.", [field.name])
     given = {k: _typed(FIELDS[k], v) for k, v in values.items() if v is not None}
     values = {**values, **given}
+    record = ALGORITHMS[values["algorithm"]]
+    if values["meta_lr_schedule"] is None:
+        values["meta_lr_schedule"] = record.meta_lr_schedule
+    if not regression:
+        presets = record.presets
+        key = values["dataset"] if values["dataset"] in presets else IMAGES
+        for name, value in presets.get(key, {}).items():
+            if values[name] is None:
+                values[name] = value
     for name, value in preset_for(values["dataset"]).items():
         if values[name] is None:
             values[name] = value
@@ -606,6 +631,14 @@ def _check_together(c: dict[str, Any]) -> None:
                 "compiled calls.", [name, "steps_per_call"],
                 value=c[name], spc=c["steps_per_call"],
             )  # fmt: skip
+    if (c["keep_best"] or c["early_stop"]) and not (
+        c["eval_interval"] and c["val_split"] != NO_SPLIT
+    ):
+        name = "keep_best" if c["keep_best"] else "early_stop"
+        raise ConfigValueError(
+            "{0} needs validation: set {1} > 0 and a {2} other than 'none'.",
+            [name, "eval_interval", "val_split"],
+        )  # fmt: skip
     if regression:
         return
     splits = DATASETS.get(c["dataset"])

@@ -25,7 +25,9 @@ import jax
 import numpy as np
 
 import jmeta
+from jmeta.datasets.conversion import conversion_for
 from jmeta.step import MetaTrainState, nonfinite_cause
+from jmeta.train import best as best_lib
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
@@ -179,7 +181,9 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
             state, _ = initial_state(step, train_learner, problem.model, config.seed)
         else:
             state = plan.state
-        folder.start(config, resumed=plan.entry if plan else None)  # the first write
+        shape = problem.image_shape
+        images = None if shape is None else conversion_for(config.dataset, shape)
+        folder.start(config, resumed=plan.entry if plan else None, images=images)  # first write
         for stale in plan.stale if plan else ():
             ckpts.delete(stale)
     except BaseException:
@@ -205,17 +209,28 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
             tensorboard_dir=out / outputs.TENSORBOARD,
         )
         try:
-            state = _run(
+            state, best = _run(
                 config, problem, prepared.step, prepared.test_learner, state,
                 prepared.train_key, prepared.checkpoints, log, progress, folder,
             )  # fmt: skip
             folder.started()
-            test = test_scores(config, prepared.test_learner, state.meta_params, problem.test)
+            tested, tested_step = state.meta_params, int(state.step)
+            if config.keep_best and best.step is not None:
+                tested_step = best.step
+                tested = best_lib.best_checkpoints(out).restore(like=state, step=best.step)
+                tested = tested.meta_params
+            test = test_scores(config, prepared.test_learner, tested, problem.test)
             for inner_steps, scores in test.items():
-                log.write(_record("test", int(state.step), scores, inner_steps=inner_steps))
+                log.write(_record("test", tested_step, scores, inner_steps=inner_steps))
         finally:
             log.close()
-        write_json(out / outputs.RESULTS, {"step": int(state.step), "test": scores_to_json(test)})
+        results = {"step": int(state.step), "test": scores_to_json(test)}
+        if best is not None:
+            reason = best_lib.stop_reason(best, config.early_stop) or "num_steps"
+            results.update(tested_step=tested_step, best=best.to_json(),
+                           stopped={"reason": reason, "step": int(state.step),
+                                    "validations_without_improvement": best.since})  # fmt: skip
+        write_json(out / outputs.RESULTS, results)
         seconds = time.perf_counter() - started
         _add_timing(out / outputs.TIMINGS, first, int(state.step), seconds, prepared.resumed)
         plot_curves(read_metrics(out / outputs.METRICS), out / outputs.CURVES, title=_title(config))
@@ -238,8 +253,16 @@ def _add_timing(path: Path, first: int, last: int, seconds: float, resumed: bool
 
 
 def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress, folder):
-    """Meta-steps from ``state.step`` to ``config.num_steps``; returns the final state."""
+    """Meta-steps from ``state.step`` to ``config.num_steps`` (or an early stop).
+
+    Returns ``(final state, validation standing)``; the standing is ``None``
+    unless ``keep_best`` or ``early_stop`` is set (:mod:`jmeta.train.best`).
+    """
     from tqdm.auto import tqdm
+
+    best = None
+    if config.keep_best or config.early_stop:
+        best = best_lib.replay(best_lib.metric_for(config.is_regression), read_metrics(log.path))
 
     compiled: dict[int, Any] = {}
     started = time.perf_counter()
@@ -252,7 +275,9 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
         dynamic_ncols=True,
         desc=f"{config.algorithm} {config.dataset}",
     ) as bar:
-        while (done := int(state.step)) < config.num_steps:
+        while (done := int(state.step)) < config.num_steps and not (
+            best and best_lib.stop_reason(best, config.early_stop)
+        ):
             length = min(
                 config.steps_per_call - done % config.steps_per_call, config.num_steps - done
             )
@@ -285,12 +310,22 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
                 log.write(_record("val", done, scores, inner_steps=config.test_inner_steps[0]))
                 postfix.update(_postfix({k: v.mean for k, v in scores.items()}, config, "val "))
                 bar.set_postfix(postfix)
+                if best is not None:
+                    best = _track_best(config, done, scores, best, state, folder)
             at_interval = config.checkpoint_interval and done % config.checkpoint_interval == 0
             if at_interval or done == config.num_steps:
                 _save(config, done, state, ckpts, folder)
     if ckpts.latest() != int(state.step):
         _save(config, int(state.step), state, ckpts, folder)
-    return state
+    return state, best
+
+
+def _track_best(config, step: int, scores, best, state, folder):
+    """The standing after this validation; with ``keep_best``, save a new best state."""
+    best = best.update(step, float(scores[best.metric].mean))
+    if config.keep_best and best.improved:
+        _save(config, step, state, best_lib.best_checkpoints(folder.path), folder)
+    return best
 
 
 def _save(config: TrainConfig, step: int, state, ckpts: Checkpoints, folder) -> None:

@@ -1,7 +1,8 @@
 """The output folder of a run: what jmeta writes there, and the rules that protect it.
 
 ``<output_dir>/`` holds ``jmeta-run.json`` (the marker: this folder holds a
-jmeta run; its format, and the run's record of resumes and divergence),
+jmeta run; its format, the run's record of resumes and divergence, and how an
+image file becomes one of its examples),
 ``config.json`` (the resolved configuration), ``metrics.jsonl``,
 ``checkpoints/<step>/``, ``results.json`` (the test scores), ``timings.json``,
 ``curves.png``, ``tensorboard/`` (if ``tensorboardX`` is installed) and
@@ -22,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jmeta.datasets.conversion import ImageConversion
+from jmeta.train.best import BEST
 from jmeta.train.checkpoint import is_checkpoint_entry
 from jmeta.train.config import TrainConfig, config_from_dict, resolve_config
 from jmeta.train.lock import LOCK, RunLock
@@ -44,6 +47,7 @@ _FILES = (MARKER, CONFIG, METRICS, RESULTS, TIMINGS, CURVES)
 #: jmeta's folders, and which of their entries it writes.
 _FOLDERS = {
     CHECKPOINTS: is_checkpoint_entry,
+    BEST: is_checkpoint_entry,
     TENSORBOARD: lambda path: path.name.startswith("events.out.tfevents."),
 }
 
@@ -179,10 +183,18 @@ class RunFolder:
     def saved_config(self) -> TrainConfig:
         return saved_config(self.path)
 
-    def start(self, config: TrainConfig, *, resumed: dict[str, Any] | None = None) -> None:
+    def start(
+        self,
+        config: TrainConfig,
+        *,
+        resumed: dict[str, Any] | None = None,
+        images: ImageConversion | None = None,
+    ) -> None:
         """Write the marker and ``config.json`` (after moving a replaced run aside).
 
-        ``resumed`` (resume only) is appended to the record's ``resumes``.
+        ``resumed`` (resume only) is appended to the record's ``resumes``;
+        ``images`` (image data) is how an image file becomes an example, the
+        record's ``"images"`` (:class:`~jmeta.datasets.conversion.ImageConversion`).
         """
         try:
             if self.mode == "overwrite":
@@ -198,6 +210,8 @@ class RunFolder:
                 self.record = None  # a replaced run's record goes with it
                 record = {"format": FORMAT, "jmeta": _version(), "checkpointed": False,
                           "diverged": None, "resumes": []}  # fmt: skip
+            if images is not None:
+                record["images"] = images.to_dict()
             self.update(**record)
             write_json(self.path / CONFIG, config.to_dict())
         except BaseException:

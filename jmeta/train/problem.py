@@ -16,7 +16,8 @@ import jax
 
 import jmeta
 from jmeta import models
-from jmeta.tasks.augment import crop_and_flip
+from jmeta.algorithms.baseline import pretraining_batch
+from jmeta.tasks.augment import crop_and_flip, random_affine
 from jmeta.train.algorithms import ALGORITHMS
 from jmeta.train.config import NO_SPLIT, TrainConfig
 from jmeta.types import Array, LossFn, Model, PRNGKey, Task
@@ -48,6 +49,7 @@ class Problem(NamedTuple):
     loss_fn: LossFn
     metrics: Mapping[str, LossFn]
     image_shape: tuple[int, ...] | None
+    train_classes: int | None = None
 
 
 def build_problem(
@@ -85,11 +87,7 @@ def build_problem(
             rotations=rotations,
             source=f"the {role} split {name!r} of {config.dataset}",
         )
-        augment = (
-            crop_and_flip(padding=max(1, image_shape[0] // 8))
-            if config.augment and training
-            else None
-        )
+        augment = _augment(config, image_shape) if training else None
         sample = functools.partial(
             _few_shot,
             ways=config.ways,
@@ -98,6 +96,12 @@ def build_problem(
             rotations=rotations,
             augment=augment,
         )
+        if training and ALGORITHMS[config.algorithm].pretraining:
+            # As many images per task as an episode: half "support", half "query".
+            half = -(-config.ways * (config.shots + queries) // 2)
+            sample = functools.partial(
+                _pretraining, batch_size=half, rotations=rotations, augment=augment
+            )
         out[role] = Split(name, sample, jax.device_put(split.images), split.num_classes)
     return Problem(
         train=out.get("train"),
@@ -107,6 +111,7 @@ def build_problem(
         loss_fn=jmeta.losses.cross_entropy,
         metrics={"accuracy": jmeta.losses.accuracy},
         image_shape=tuple(int(d) for d in image_shape),
+        train_classes=_train_classes(config, loaded.get("train")),
     )
 
 
@@ -143,6 +148,37 @@ def conv_impl(choice: str) -> models.ConvImpl:
     """The implementation ``choice`` names; ``"auto"``: the models' default
     (:data:`jmeta.models.DEFAULT_CONV_IMPL`, :data:`jmeta.models.DEFAULT_CONV_IMPL_REASON`)."""
     return models.DEFAULT_CONV_IMPL if choice == "auto" else cast(models.ConvImpl, choice)
+
+
+def _augment(config: TrainConfig, image_shape: tuple[int, ...]):
+    """The training images' augmentation the config asks for (``None``: none)."""
+    steps = []
+    if config.affine:
+        steps.append(random_affine())
+    if config.augment:
+        steps.append(crop_and_flip(padding=max(1, image_shape[0] // 8)))
+    if not steps:
+        return None
+    if len(steps) == 1:
+        return steps[0]
+
+    def both(key: PRNGKey, images: Array) -> Array:
+        for step, k in zip(steps, jax.random.split(key, len(steps)), strict=True):
+            images = step(k, images)
+        return images
+
+    return both
+
+
+def _train_classes(config: TrainConfig, split) -> int | None:
+    """Classes of the training split, rotations included (``None``: not loaded)."""
+    if split is None:
+        return None
+    return int(split.images.shape[0]) * (4 if config.rotations else 1)
+
+
+def _pretraining(key: PRNGKey, data: Array, **options) -> Task:
+    return pretraining_batch(key, data, **options)
 
 
 def _few_shot(key: PRNGKey, data: Array, **options) -> Task:

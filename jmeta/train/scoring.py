@@ -7,12 +7,16 @@ is scored on the same tasks; validation uses the task set ``eval_seed + 1``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import jmeta
 from jmeta.train import outputs
+from jmeta.train.algorithms import ALGORITHMS
+from jmeta.train.best import BEST, best_checkpoints
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
-from jmeta.train.checkpoint import Checkpoints
+from jmeta.train.checkpoint import Checkpoints, CheckpointWarning
 from jmeta.train.config import NO_SPLIT, ConfigError, TrainConfig
 from jmeta.train.problem import Split, build_problem
 from jmeta.train.results import Scores
@@ -61,17 +65,53 @@ _ARGUMENTS = {"eval_tasks": "num_tasks", "eval_seed": "seed", "test_inner_steps"
 
 
 def find_run(path: str | Path) -> tuple[Path, int | None]:
-    """The run folder and checkpoint step that ``path`` names.
+    """The run folder and checkpoint step that ``path`` names (see ``locate_checkpoint``)."""
+    found = locate_checkpoint(path)
+    return found.run_dir, found.step
 
-    ``path`` may be a run folder (newest checkpoint), its ``checkpoints/``
-    folder, or one ``checkpoints/<step>/`` folder.
+
+class CheckpointRef(NamedTuple):
+    """A checkpoint that a path names.
+
+    Attributes:
+      run_dir: the run folder.
+      directory: the checkpoints folder (``checkpoints/`` or ``best/``).
+      step: the step named, or ``None`` for the newest intact one.
+      best: whether it is the run's best checkpoint by validation score.
+    """
+
+    run_dir: Path
+    directory: Path
+    step: int | None
+    best: bool
+
+
+def locate_checkpoint(path: str | Path) -> CheckpointRef:
+    """The checkpoint that ``path`` names.
+
+    ``path`` may be a run folder (its best checkpoint by validation score if
+    the run kept one, ``--keep-best``; otherwise its newest), its
+    ``checkpoints/`` folder (the newest), one ``checkpoints/<step>/`` folder,
+    or its ``best/`` folder.
     """
     path = Path(path)
-    if path.name.isdigit() and path.parent.name == outputs.CHECKPOINTS:
-        return path.parent.parent, int(path.name)
-    if path.name == outputs.CHECKPOINTS:
-        return path.parent, None
-    return path, None
+    names = (outputs.CHECKPOINTS, BEST)
+    if path.name.isdigit() and path.parent.name in names:
+        return CheckpointRef(path.parent.parent, path.parent, int(path.name),
+                             path.parent.name == BEST)  # fmt: skip
+    if path.name in names:
+        return CheckpointRef(path.parent, path, None, path.name == BEST)
+    best = best_checkpoints(path)
+    if best.newest_intact()[0] is not None:
+        return CheckpointRef(path, best.directory, None, True)
+    if best.steps():
+        warnings.warn(
+            f"the best checkpoint in {best.directory} is damaged; using the newest intact "
+            "checkpoint instead.",
+            CheckpointWarning,
+            stacklevel=2,
+        )
+    return CheckpointRef(path, path / outputs.CHECKPOINTS, None, False)
 
 
 def evaluate_checkpoint(
@@ -86,7 +126,9 @@ def evaluate_checkpoint(
     """Score a checkpoint on fixed tasks of its run's test (or validation) split.
 
     Args:
-      path: a run folder, its ``checkpoints/`` folder or one checkpoint folder.
+      path: a run folder (its best checkpoint by validation score if it kept
+        one, else its newest), its ``checkpoints/`` or ``best/`` folder, or one
+        checkpoint folder (see ``jmeta.train.scoring.locate_checkpoint``).
       split: ``"test"`` or ``"val"``.
       num_tasks: tasks (default: the run's ``eval_tasks``, 600).
       seed: names the task set (default: the run's ``eval_seed``, so the same
@@ -112,7 +154,8 @@ def evaluate_checkpoint(
     """
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val'; got {split!r}.")
-    run_dir, step = find_run(path)
+    found = locate_checkpoint(path)
+    run_dir, step = found.run_dir, found.step
     config = outputs.saved_config(run_dir)
     overrides = {"data_dir": data_dir, "eval_tasks": num_tasks, "eval_seed": seed,
                  "test_inner_steps": inner_steps}  # fmt: skip
@@ -122,11 +165,12 @@ def evaluate_checkpoint(
         raise err.renamed(_ARGUMENTS) from None
     if split == "val" and config.val_split == NO_SPLIT:
         raise ValueError(f"the run in {run_dir} has no validation split.")
-    problem = build_problem(config, splits=(split,))
+    needs_train = ALGORITHMS[config.algorithm].pretraining  # its head's size: training classes
+    problem = build_problem(config, splits=(split, "train") if needs_train else (split,))
     train_learner, test_learner = build_learners(config, problem)
     step_fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     like, _ = initial_state(step_fns, train_learner, problem.model, config.seed, abstract=True)
-    with Checkpoints(run_dir / outputs.CHECKPOINTS, keep=config.keep_checkpoints) as ckpts:
+    with Checkpoints(found.directory, keep=config.keep_checkpoints) as ckpts:
         state = ckpts.restore(like=like, step=step, expect=expected(config))
     target = problem.test if split == "test" else problem.val
     assert target is not None  # loaded above

@@ -319,7 +319,8 @@ def test_every_registered_algorithm_builds_a_learner_for_sinusoid_and_conv4():
         for config, image_shape, loss_fn, metrics, example in cases:
             config = config.replace(algorithm=name)
             model = build_model(config, image_shape)
-            spec = LearnerSpec(config, model, loss_fn, metrics, 0.1, 1, True)
+            classes = None if image_shape is None else 10
+            spec = LearnerSpec(config, model, loss_fn, metrics, 0.1, 1, True, image_shape, classes)
             learner = build(spec)
             params = jax.eval_shape(model.init, jax.random.key(0))
             meta_params = jax.eval_shape(learner.init, params)
@@ -335,6 +336,7 @@ def test_one_registry_record_per_algorithm():
         "protonet",
         "matching_net",
         "r2d2",
+        "baseline",
     }
     assert {n: r.extra_inputs for n, r in ALGORITHMS.items() if r.extra_inputs} == {"cavia": 5}
     build = ALGORITHMS["protonet"].build

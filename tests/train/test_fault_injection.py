@@ -49,7 +49,8 @@ NUM_STEPS, PER_CALL, INTERVAL = 40, 5, 10
 # Validation and test on as many tasks with as many steps: they share one compiled program.
 CONFIG = {**TINY_SINUSOID, "num_steps": NUM_STEPS, "steps_per_call": PER_CALL,
           "checkpoint_interval": INTERVAL, "eval_interval": INTERVAL, "keep_checkpoints": 2,
-          "test_inner_steps": [1], "val_tasks": 8, "eval_tasks": 8}  # fmt: skip
+          "test_inner_steps": [1], "val_tasks": 8, "eval_tasks": 8,
+          "keep_best": True}  # fmt: skip
 PHASES = ("step", "checkpoint", "validation", "test", "log", "record")
 
 
@@ -145,13 +146,13 @@ def damage(out: Path, rng: random.Random, how: str) -> tuple[int, str]:
     return step, "1 file(s) missing: " + path.relative_to(folder).as_posix()
 
 
-def restored(out: Path, step: int):
+def restored(out: Path, step: int, folder: str = "checkpoints"):
     """The arrays of checkpoint ``step`` as saved (no template needed: restored to NumPy)."""
     import orbax.checkpoint as ocp
 
     with warnings.catch_warnings():  # orbax: restoring without a template reads its shardings
         warnings.filterwarnings("ignore", "Sharding info not provided", UserWarning)
-        return ocp.PyTreeCheckpointer().restore(out / "checkpoints" / str(step) / "state")
+        return ocp.PyTreeCheckpointer().restore(out / folder / str(step) / "state")
 
 
 def assert_same_run(reference: Path, victim: Path) -> None:
@@ -170,6 +171,14 @@ def assert_same_run(reference: Path, victim: Path) -> None:
         jax.tree.map(
             np.testing.assert_array_equal, restored(reference, step), restored(victim, step)
         )
+    best = Checkpoints(reference / "best").steps()  # kept with keep_best, killed like the others
+    assert len(best) == 1 and Checkpoints(victim / "best").steps() == best
+    assert Checkpoints(victim / "best").verify(best[0]) is None
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        restored(reference, best[0], "best"),
+        restored(victim, best[0], "best"),
+    )
     configs = [json.loads((d / "config.json").read_text()) for d in (reference, victim)]
     assert {**configs[0], "output_dir": None} == {**configs[1], "output_dir": None}
 
@@ -268,9 +277,13 @@ def test_a_live_run_refuses_a_second_writer_and_can_be_scored(zygote, reference,
         assert exit_.value.code == 2
         err = capsys.readouterr().err
         assert f"jmeta train: error: {live} {holder}" in err, err
-    # A reader is let in: it reads config.json and the complete checkpoint 10.
-    assert main(["eval", "--checkpoint", str(live)]) == 0
+    # A reader is let in: it reads config.json and the complete checkpoint 10 (the best one
+    # too: the only validation so far).
+    assert main(["eval", "--checkpoint", str(live / "checkpoints")]) == 0
     assert "maml checkpoint at step 10, test split: 8 fixed tasks" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(live)]) == 0
+    out = capsys.readouterr().out
+    assert "maml best checkpoint (by validation score) at step 10, test split: 8 fixed" in out
     os.kill(pid, signal.SIGKILL)
     assert zygote.wait(pid) == -signal.SIGKILL
     # The lock died with its process: the run is resumed and ends as the reference.

@@ -170,7 +170,7 @@ def test_a_state_with_non_finite_parameters_is_never_saved(tmp_path):
 
 def test_tiny_omniglot_end_to_end(tmp_path):
     data = fake_omniglot(tmp_path / "omniglot")
-    config = tiny_omniglot(tmp_path / "run", data, augment=True, val_split="none")
+    config = tiny_omniglot(tmp_path / "run", data, augment=True, affine=True, val_split="none")
     result = train(config, progress=False)
     assert result.config.rotations is True and int(result.state.step) == 6
     accuracy = result.test[1]["accuracy"]
