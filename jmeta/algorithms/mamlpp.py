@@ -108,8 +108,8 @@ def multi_step_weights(
 
     Example:
       >>> from jmeta.algorithms.mamlpp import multi_step_weights
-      >>> multi_step_weights(5, 0, 10).tolist()
-      [0.2, 0.2, 0.2, 0.2, 0.2]
+      >>> print(multi_step_weights(5, 0, 10))
+      [0.2 0.2 0.2 0.2 0.2]
     """
     k = num_steps
     epoch = jnp.asarray(epoch, dtype)
