@@ -19,6 +19,7 @@ from jax import lax
 from jmeta._dtypes import at_least_float32
 from jmeta.models._conv import conv2d_adaptive
 from jmeta.types import Array, Params, PRNGKey
+from jmeta.validation import is_integer
 
 BatchNormMode = Literal["transductive", "support", "none"]
 ConvImpl = Literal["auto", "adaptive", "xla", "im2col"]
@@ -271,7 +272,7 @@ def conv_spec(
     kernel_size: int, c_in: int, c_out: int, kernel_init: KernelInit, *, use_bias: bool
 ) -> dict[str, Any]:
     """``{"kernel": [k, k, c_in, c_out]}``, plus a zero ``"bias"`` if ``use_bias``."""
-    spec = {"kernel": kernel_init((kernel_size, kernel_size, c_in, c_out))}
+    spec: dict[str, Any] = {"kernel": kernel_init((kernel_size, kernel_size, c_in, c_out))}
     if use_bias:
         spec["bias"] = np.zeros((c_out,))
     return spec
@@ -284,7 +285,7 @@ def batch_norm_spec(channels: int) -> dict[str, Any]:
 
 def check_num_classes(num_classes: object) -> int:
     """``num_classes`` as an int, or a ValueError naming it."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+    if not is_integer(num_classes):
         raise ValueError(f"num_classes must be a positive int or None; got {num_classes!r}.")
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive; got {num_classes}.")

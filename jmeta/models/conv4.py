@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.models import _layers
+from jmeta.models.policy import with_batch_norm_policy
 from jmeta.types import Array, Model, Params
 
 NUM_BLOCKS = 4
@@ -99,7 +100,7 @@ def conv4(
     """
     _layers.check_choice("batch_norm", batch_norm, _layers.BATCH_NORM_MODES)
     _layers.check_choice("conv_impl", conv_impl, _layers.CONV_IMPLS)
-    input_shape = tuple(input_shape)
+    input_shape = (*input_shape,)
     height, width, in_channels = input_shape
     out_height, out_width = height >> NUM_BLOCKS, width >> NUM_BLOCKS
     if out_height == 0 or out_width == 0:
@@ -144,5 +145,6 @@ def conv4(
         out = _layers.run_with_reference(body, x, reference)
         return out.astype(_layers.params_dtype(params))
 
-    apply.batch_norm_policy = batch_norm
-    return Model(init=_layers.make_init(spec, param_dtype), apply=apply)
+    return Model(
+        init=_layers.make_init(spec, param_dtype), apply=with_batch_norm_policy(apply, batch_norm)
+    )

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from jmeta._dtypes import at_least_float32
 from jmeta.models import _layers
+from jmeta.models.policy import with_batch_norm_policy
 from jmeta.types import Array, Model, Params
 
 LEAKY_SLOPE = 0.1
@@ -115,7 +116,7 @@ def resnet12(
     _layers.check_choice("batch_norm", batch_norm, _layers.BATCH_NORM_MODES)
     _layers.check_choice("conv_impl", conv_impl, _layers.CONV_IMPLS)
     channels = tuple(channels)
-    input_shape = tuple(input_shape)
+    input_shape = (*input_shape,)
     height, width, in_channels = input_shape
     if not channels:
         raise ValueError("resnet12: channels must name at least one block.")
@@ -166,5 +167,6 @@ def resnet12(
         out = _layers.run_with_reference(body, x, reference)
         return out.astype(_layers.params_dtype(params))
 
-    apply.batch_norm_policy = batch_norm
-    return Model(init=_layers.make_init(spec, param_dtype), apply=apply)
+    return Model(
+        init=_layers.make_init(spec, param_dtype), apply=with_batch_norm_policy(apply, batch_norm)
+    )

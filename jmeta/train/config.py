@@ -33,6 +33,7 @@ import numpy as np
 from jmeta import models
 from jmeta.datasets.registry import DATASETS
 from jmeta.train.algorithms import ALGORITHMS
+from jmeta.validation import is_integer
 
 SINUSOID = "sinusoid"
 #: The preset key of any image data set without presets of its own (``tfds:NAME``).
@@ -518,17 +519,13 @@ def _typed(field: Field, value: Any) -> Any:
     if value is None and field.optional:
         return value
     if field.kind is tuple:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if is_integer(value):
             value = (value,)
-        if (
-            not isinstance(value, list | tuple)
-            or not value
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
-        ):
+        if not isinstance(value, list | tuple) or not value or not all(map(is_integer, value)):
             raise _type_error(name, "one or more integers", value)
         return tuple(int(v) for v in value)
     if field.kind is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if not is_integer(value):
             raise _type_error(name, "an integer", value)
         return int(value)
     if field.kind is float:

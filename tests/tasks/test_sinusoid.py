@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +27,7 @@ def test_shapes_ranges_and_function():
 def test_pure_function_of_the_key_and_jittable():
     a = sinusoid(jax.random.key(3))
     b = jax.jit(sinusoid, static_argnums=(1, 2))(jax.random.key(3), 10, 10)
-    jax.tree.map(np.testing.assert_array_equal, a, b)
+    chex.assert_trees_all_equal(a, b)
     c = sinusoid(jax.random.key(4))
     assert not np.array_equal(a.support.x, c.support.x)
 
