@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from jmeta.train.machine import cpu_name
+from benchmarks.machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,8 +81,7 @@ def main() -> None:
     lines = [
         "# Omniglot loading speed",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} "
-        f"{platform.release()}; Python {platform.python_version()}.",
+        f"Machine: {describe()}.",
         f"Data: `images_background_small1.zip` + `images_background_small2.zip` "
         f"(292 characters x 20 drawers), decoded to 28x28 uint8. Best and median of "
         f"{args.repeats} runs. 1-minute load average {load_before:.1f} before and "

@@ -123,7 +123,9 @@ def main() -> None:
         return
 
     import jax
-    from _common import RESULTS, machine_line, markdown_table
+    from _common import RESULTS, markdown_table
+
+    from benchmarks.machine import describe
 
     backend = jax.default_backend()
     env = dict(os.environ)
@@ -134,7 +136,7 @@ def main() -> None:
         env["XLA_FLAGS"] = (
             env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
         ).strip()
-    machine = machine_line()
+    machine = describe()
     grid, chunked = configurations(args.quick)
     results = {}
     for config in grid + chunked:

@@ -146,13 +146,15 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=32, help="Conv4 filters for Omniglot")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    from _common import RESULTS, machine_line, markdown_table
+    from _common import RESULTS, markdown_table
+
+    from benchmarks.machine import describe
 
     seeds = range(args.seeds or (1 if args.quick else 2))
     omni_seeds = range(args.omniglot_seeds or 1)
     sin_steps = args.sinusoid_steps or (200 if args.quick else 2000)
     omni_steps = args.omniglot_steps or (50 if args.quick else 200)
-    machine = machine_line()
+    machine = describe()
     sinusoid = {p: sinusoid_runs(p, seeds, sin_steps, 1000) for p in ("float32", "bfloat16")}
     omniglot = {
         p: omniglot_runs(p, omni_seeds, omni_steps, 400, args.channels)

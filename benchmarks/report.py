@@ -52,26 +52,28 @@ def throughput_markdown(report: dict[str, Any]) -> str:
         "compiled footprint for JAX (arguments + outputs + temporaries), the allocator peak for "
         "PyTorch on a GPU, the process's peak RSS on the CPU. `x jmeta` is jmeta's throughput "
         "divided by the row's. `first meta-loss`: the meta-loss of the first step, from the same "
-        "initial parameters and tasks for every implementation (a check that they compute the same thing).",
+        "initial parameters and tasks for every implementation (a check that they compute the "
+        "same thing).",
         "",
     ]
-    for key, rows in groups.items():
+    for rows in groups.values():
         ref = next(
             (r for r in rows if r["peer"] == "jmeta" and not r["options"] and r["status"] == "ok"),
             None,
         )
         lines += [f"**{case_title(rows[0])}**", ""]
-        lines += ["| implementation | ms / step | tasks / s | compile s | peak memory | x jmeta | first meta-loss |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += ["| implementation | ms / step | tasks / s | compile s | peak memory | x jmeta "
+                  "| first meta-loss |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for r in sorted(rows, key=lambda r: -(r.get("tasks_per_s") or 0)):
             if r["status"] != "ok":
                 reason = r.get("reason") or r.get("error") or ""
                 lines.append(f"| {r['label']} | {r['status']}: {_short(reason)} | | | | | |")
                 continue
             ratio = f"{ref['tasks_per_s'] / r['tasks_per_s']:.1f}" if ref else "-"
+            compile_s = r.get("build_and_compile_s", r.get("compile_or_first_call_s", 0))
             lines.append(
                 f"| {r['label']} | {r['median_ms']:.2f} ({r['p10_ms']:.2f}-{r['p90_ms']:.2f}) "
-                f"| {_rate(r['tasks_per_s'])} | {r.get('build_and_compile_s', r.get('compile_or_first_call_s', 0)):.1f} "
+                f"| {_rate(r['tasks_per_s'])} | {compile_s:.1f} "
                 f"| {_peak(r)} | {ratio} | {_first_loss(r)} |"
             )
         lines.append("")
@@ -101,9 +103,9 @@ def throughput_chart(report: dict[str, Any], path: Path) -> None:
             groups[(r["workload"], r["batch"], r["inner_steps"], r["first_order"])].append(r)
     if not groups:
         return
-    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 1.2 + 0.45 * sum(map(len, groups.values())) + len(groups)),
-                             squeeze=False)  # fmt: skip
-    for ax, rows in zip(axes[:, 0], groups.values()):
+    height = 1.2 + 0.45 * sum(map(len, groups.values())) + len(groups)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, height), squeeze=False)
+    for ax, rows in zip(axes[:, 0], groups.values(), strict=False):
         rows = sorted(rows, key=lambda r: r["tasks_per_s"])
         colors = [
             "tab:orange"

@@ -65,8 +65,10 @@ def run_sinusoid(seeds: list[int], num_steps: int, out_dir: Path, write) -> list
                 "num_steps": num_steps,
                 "seconds": time.time() - start,
                 "command": command(algorithm, fields, num_steps, seed),
-                **{f"mse_{k}": [result.test[k]["loss"].mean, result.test[k]["loss"].ci95] for k in (1, 10)},
-                "mse_before": [result.test[1]["loss_before"].mean, result.test[1]["loss_before"].ci95],
+                **{f"mse_{k}": [result.test[k]["loss"].mean, result.test[k]["loss"].ci95]
+                   for k in (1, 10)},
+                "mse_before": [result.test[1]["loss_before"].mean,
+                               result.test[1]["loss_before"].ci95],
             })  # fmt: skip
             print(f"{algorithm} seed {seed}: {rows[-1]['mse_1']} {rows[-1]['mse_10']}", flush=True)
             write(rows)
@@ -97,7 +99,8 @@ def sinusoid_markdown(rows: list[dict], machine: str) -> str:
         "can overshoot. Paper references: MAML (Finn et al. "
         "2017) Figure 3, Meta-SGD (Li et al. 2017) Table 1.",
         "",
-        "| algorithm | seed | meta-steps | MSE before | MSE after 1 step | MSE after 10 steps | minutes | command |",
+        "| algorithm | seed | meta-steps | MSE before | MSE after 1 step | MSE after 10 steps "
+        "| minutes | command |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -110,7 +113,8 @@ def sinusoid_markdown(rows: list[dict], machine: str) -> str:
     for r in rows:
         by_algo.setdefault(r["algorithm"], []).append(r)
     lines += ["", "Across seeds (mean of the per-run means ± their standard deviation):", "",
-              "| algorithm | seeds | MSE after 1 step | MSE after 10 steps |", "|---|---:|---:|---:|"]  # fmt: skip
+              "| algorithm | seeds | MSE after 1 step | MSE after 10 steps |",
+              "|---|---:|---:|---:|"]  # fmt: skip
     for algorithm, rs in by_algo.items():
         one, ten = (np.array([r[f"mse_{k}"][0] for r in rs]) for k in (1, 10))
         spread = _spread

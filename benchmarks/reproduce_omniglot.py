@@ -13,7 +13,7 @@ folder already holds a finished run is resumed (which re-scores its final
 checkpoint) instead of trained again; ``--overwrite`` starts afresh.
 
     PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py            # the full table
-    PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py --quick    # a few steps per run (smoke test)
+    PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py --quick    # a few steps per run
 """
 
 from __future__ import annotations

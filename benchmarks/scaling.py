@@ -120,7 +120,9 @@ def main() -> None:
     except Exception as err:  # noqa: BLE001 - old JAX or an already started backend
         print(f"could not ask for 8 CPU devices ({err}); using what is there")
     import numpy as np
-    from _common import RESULTS, machine_line, markdown_table
+    from _common import RESULTS, markdown_table
+
+    from benchmarks.machine import describe
 
     backend = jax.default_backend()
     task = args.task if args.task != "auto" else ("sinusoid" if backend == "cpu" else "omniglot")
@@ -128,7 +130,7 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else 5)
     learner, params, sample, num_tasks = workload(task)
     counts = [n for n in (1, 2, 4, 8) if n <= jax.device_count()]
-    machine = machine_line()
+    machine = describe()
 
     with jax.numpy_dtype_promotion("standard"):  # optax.adam
         _, _, reference = measure("one device", learner, params, sample, 1, steps, 1)

@@ -18,7 +18,8 @@ the ratios; CPU time (``time.process_time``, all of this process's threads) is
 reported next to wall time, since on a shared machine wall time also counts the
 time spent waiting for a core. ``--cores 1`` pins the process to one core before
 JAX starts its threads (XLA:CPU's thread pool costs more than it gives on steps
-this small). Writes ``benchmarks/results/sinusoid_step[_1core|_<gpu>].{md,json}``.
+this small). Writes
+``benchmarks/results/sinusoid_step_<machine>_<date>[_1core].{md,json}``.
 
 Usage: ``python -m benchmarks.sinusoid_step [--rounds 21] [--cores 1]``
 """
@@ -29,9 +30,7 @@ import argparse
 import functools
 import json
 import os
-import platform
 import random
-import re
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import jax
 import numpy as np
 
 import jmeta
+from benchmarks import machine
 from benchmarks.peers import get_builder
 from benchmarks.peers.workloads import get_workload
 
@@ -56,7 +56,8 @@ def _per_step_seconds(fn, steps_per_call: int, calls: int) -> tuple[float, float
 
 
 def default_job_step():
-    """``(step, sample, init_state)`` of ``jmeta train``'s default run, built as the trainer builds it."""
+    """``(step, sample, init_state)`` of ``jmeta train``'s default run, built as the
+    trainer builds it."""
     from jmeta.train.build import build_learners, initial_state, meta_optimizer
     from jmeta.train.config import TrainConfig, resolve_config
     from jmeta.train.problem import build_problem
@@ -134,26 +135,24 @@ def main(argv: list[str] | None = None) -> int:
     # CPU time leaves out the time this process waits for a core on a busy machine.
     cpu_vs_plain = cpu_medians[names[1]] / cpu_medians[names[0]]
     cpu_scan_speedup = cpu_medians[names[2]] / cpu_medians[names[3]]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    on_cpu = jax.default_backend() == "cpu"
-    used = len(os.sched_getaffinity(0))
-    if on_cpu:
-        machine = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
-        machine += f" (pinned to {used})" if args.cores is not None else f" ({used} used)"
-        stem = "sinusoid_step" + (f"_{args.cores}core" if args.cores is not None else "")
-    else:
-        machine = str(jax.devices()[0].device_kind)
-        stem = "sinusoid_step_" + re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")
+    load = machine.load_average()
+    device = "cpu" if jax.default_backend() == "cpu" else "gpu"
+    title = machine.headline(device)
+    if device == "cpu":
+        title += f" (pinned to {args.cores})" if args.cores is not None else ""
+    stem = machine.result_stem("sinusoid_step", device)
+    stem += f"_{args.cores}core" if args.cores is not None else ""
     command = "python -m benchmarks.sinusoid_step" + (
         f" --cores {args.cores}" if args.cores is not None else ""
     )
     lines = [
-        f"### Sinusoid MAML meta-step on {machine}",
+        f"### Sinusoid MAML meta-step on {title}",
         "",
         f"MLP 1-40-40-1, 25 tasks of 10+10 points, 1 inner step (lr 0.01), second order, Adam 1e-3 "
         "(jmeta: on the raveled parameters, as `jmeta train` builds it); "
-        f"median over {args.rounds} rounds, each timing every contender in a new random order; jax {jax.__version__}; "
-        f"1-minute load average {load:.1f} at the end. "
+        f"median over {args.rounds} rounds, each timing every contender in a new random order; "
+        f"jax {jax.__version__}; "
+        f"1-minute load average {load:.1f} at the end. Machine: {machine.describe()}. "
         f"Command: `{command}`.",
         "",
         "| meta-step | ms / step (wall) | meta-steps / s (wall) | CPU ms / step |",
@@ -174,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.md").write_text("\n".join(lines))
     (args.out / f"{stem}.json").write_text(json.dumps(
-        {"machine": machine, "load_average_1min": load, "median_s_per_step": medians,
+        {"machine": title, "details": machine.describe(), "load_average_1min": load,
+         "median_s_per_step": medians,
          "samples": samples, "jmeta_vs_plain": vs_plain, "scan_speedup": scan_speedup,
          "median_cpu_s_per_step": cpu_medians, "cpu_samples": cpu_samples,
          "cpu_jmeta_vs_plain": cpu_vs_plain, "cpu_scan_speedup": cpu_scan_speedup},

@@ -6,7 +6,8 @@ optional peer (``torch``, ``higher``, ``torchopt``, ``learn2learn``) is
 skipped with a note. Per case it reports the median ms per meta-step after
 warm-up (with p10-p90), tasks/s, compile (or first-call) time and peak memory,
 and per workload the ratio of jmeta's throughput to each peer's. It writes
-``throughput_<machine>.json``, a markdown table and a PNG bar chart.
+``throughput_<machine>_<date>.json`` (:func:`benchmarks.machine.result_stem`), a
+markdown table and a PNG bar chart.
 
 Peak memory: for JAX, XLA's compiled memory analysis of the step (arguments +
 outputs + temporaries - donated aliases: the program's device footprint); for
@@ -24,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from benchmarks import machine
 from benchmarks.peers.workloads import get_workload
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,8 +247,9 @@ def worker(args: argparse.Namespace) -> int:
     with open(args.records, "a") as out:
         for case in cases:
             if args.stop_at and time.time() > args.stop_at:
-                record = {**dataclasses.asdict(case), "label": case.label, "options": dict(case.options),
-                          "status": "skipped", "reason": "not run: time budget spent"}  # fmt: skip
+                record = {**dataclasses.asdict(case), "label": case.label,
+                          "options": dict(case.options), "status": "skipped",
+                          "reason": "not run: time budget spent"}  # fmt: skip
             else:
                 record = run_case(case, args.device, args.warmup, args.repeats)
             out.write(json.dumps(record) + "\n")
@@ -258,7 +261,8 @@ def worker(args: argparse.Namespace) -> int:
                 else record.get("error") or record.get("reason")
             )
             print(
-                f"  {case.label:40s} {case.workload} T={case.batch} K={case.inner_steps}: {status}: {detail}",
+                f"  {case.label:40s} {case.workload} T={case.batch} K={case.inner_steps}: "
+                f"{status}: {detail}",
                 flush=True,
             )
     return 0
@@ -278,7 +282,8 @@ def run_group(cases: list[Case], args: argparse.Namespace, records_path: Path) -
             json.dump([dataclasses.asdict(c) for c in pending], f)
         done_before = _count_lines(records_path)
         cmd = [sys.executable, "-m", "benchmarks.throughput", "--worker", "--cases", f.name,
-               "--records", str(records_path), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+               "--records", str(records_path), "--warmup", str(args.warmup),
+               "--repeats", str(args.repeats),
                "--stop-at", str(args.stop_at or 0)]  # fmt: skip
         if args.device:
             cmd += ["--device", args.device]
@@ -305,8 +310,9 @@ def run_group(cases: list[Case], args: argparse.Namespace, records_path: Path) -
         pending = pending[finished:]
         if failed and pending:  # the case in flight crashed the worker: record it, go on
             crashed = pending.pop(0)
-            record = {**dataclasses.asdict(crashed), "label": crashed.label, "options": dict(crashed.options),
-                      "status": "error", "error": f"worker died: {tail}"}  # fmt: skip
+            record = {**dataclasses.asdict(crashed), "label": crashed.label,
+                      "options": dict(crashed.options), "status": "error",
+                      "error": f"worker died: {tail}"}  # fmt: skip
             with open(records_path, "a") as out:
                 out.write(json.dumps(record) + "\n")
             print(f"  {crashed.label}: worker died", flush=True)
@@ -319,27 +325,9 @@ def _count_lines(path: Path) -> int:
 
 
 def machine_name(device: str | None) -> str:
-    """``cpu`` or the GPU's name as a file-name slug, e.g. ``nvidia-h100-80gb-hbm3``."""
-    if device != "cpu":
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=20)  # fmt: skip
-            name = (
-                out.stdout.strip().splitlines()[0]
-                if out.returncode == 0 and out.stdout.strip()
-                else ""
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            name = ""
-        if name:
-            return "-".join(name.lower().replace("-", " ").split())
-    return "cpu"
-
-
-def describe_machine(name: str) -> str:
-    if name != "cpu":
-        return f"{name} (GPU), host {platform.machine()} with {os.cpu_count()} CPUs"
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    """The machine as a file-name slug: the GPU's (``nvidia-h100-80gb-hbm3``) unless
+    ``device`` is ``"cpu"`` or there is none, else the CPU's (``amd-epyc``)."""
+    return machine.slug(machine.machine(device or "auto"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,24 +371,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker(args)
     if args.report_from:  # e.g. the records of a run cut short by a lease's end
-        machine, versions = (
-            args.machine or machine_name(args.device),
-            json.loads(args.versions or "{}"),
-        )
-        stem = args.out / f"throughput_{machine}"
-        write_report(args.report_from, stem, machine, args.suite, float("nan"), versions)
+        device = "cpu" if args.device == "cpu" else "gpu"
+        name = args.machine or machine_name(device)
+        stem = args.out / f"throughput_{name}_{datetime.date.today().isoformat()}"
+        versions = json.loads(args.versions or "{}")
+        write_report(args.report_from, stem, device, args.suite, float("nan"), versions, name)
         return 0
     name = "quick" if args.quick else args.suite
-    machine = machine_name(args.device)
-    on_cpu = machine == "cpu"
+    on_cpu = args.device == "cpu" or machine.gpu_name() is None
+    device = "cpu" if on_cpu else "gpu"
+    stem = args.out / machine.result_stem("throughput", device)
     args.warmup = args.warmup or (2 if on_cpu or name == "quick" else 3)
     args.repeats = args.repeats or (3 if on_cpu or name == "quick" else 10)
     cases = [c for c in suite(name) if not args.peers or c.peer in args.peers]
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"throughput_{machine}{'_quick' if name == 'quick' else ''}"
+    stem = stem.with_name(stem.name + ("_quick" if name == "quick" else ""))
     records_path = stem.with_suffix(".jsonl")
     records_path.unlink(missing_ok=True)
-    print(f"{len(cases)} cases on {describe_machine(machine)}", flush=True)
+    print(f"{len(cases)} cases on {machine.headline(device)}", flush=True)
     started = time.time()
     if (
         on_cpu and not args.grouped
@@ -411,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         jax_cases = [c for c in cases if c.peer in JAX_PEERS]
         torch_cases = [c for c in cases if c.peer not in JAX_PEERS]
         budgets = (args.budget_s or [0]) * 2
-        for group, budget in zip((jax_cases, torch_cases), budgets):
+        for group, budget in zip((jax_cases, torch_cases), budgets[:2], strict=True):
             args.stop_at = time.time() + budget if budget else 0
             for flags in dict.fromkeys(dict(c.options).get("xla_flags") for c in group):
                 run_group(
@@ -419,20 +407,29 @@ def main(argv: list[str] | None = None) -> int:
                     args,
                     records_path,
                 )
-    write_report(records_path, stem, machine, name, time.time() - started, _versions())
+    write_report(records_path, stem, device, name, time.time() - started, _versions())
     records_path.unlink()
     return 0
 
 
 def write_report(
-    records_path: Path, stem: Path, machine: str, suite_name: str, wall_s: float, versions: dict
+    records_path: Path,
+    stem: Path,
+    device: str,
+    suite_name: str,
+    wall_s: float,
+    versions: dict,
+    name: str | None = None,
 ) -> None:
-    """JSON, markdown and PNG chart from the records of a run."""
+    """JSON, markdown and PNG chart from the records of a run on this machine's
+    ``device`` (``"cpu"``: the CPU; else its GPU), named ``name`` (default: the
+    machine's)."""
     from benchmarks.report import throughput_chart, throughput_markdown
 
     records = [json.loads(line) for line in open(records_path)]
-    report = {"machine": machine, "description": describe_machine(machine), "suite": suite_name,
-              "wall_s": wall_s, "versions": versions, "records": records}  # fmt: skip
+    report = {"machine": name or machine_name(device), "description": machine.headline(device),
+              "details": machine.describe(), "suite": suite_name, "wall_s": wall_s,
+              "versions": versions, "records": records}  # fmt: skip
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     markdown = throughput_markdown(report)
     stem.with_suffix(".md").write_text(markdown)
@@ -441,15 +438,7 @@ def write_report(
 
 
 def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("jax", "jaxlib", "torch", "higher", "torchopt", "learn2learn"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return machine.versions(("jax", "jaxlib", "torch", "higher", "torchopt", "learn2learn"))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,7 @@ import jax
 
 def varying_axes(x: Any) -> frozenset:
     """The mesh axes over which the traced value ``x`` may differ between devices."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)  # JAX >= 0.9
-    if manual is not None:
-        return frozenset(manual.varying)
-    return frozenset(getattr(aval, "vma", ()))
+    return frozenset(jax.typeof(x).manual_axis_type.varying)
 
 
 def device_varying(tree: Any, axis_name: str) -> Any:
@@ -30,8 +26,6 @@ def device_varying(tree: Any, axis_name: str) -> Any:
     def cast(x):
         if axis_name in varying_axes(x):
             return x
-        if hasattr(jax.lax, "pcast"):
-            return jax.lax.pcast(x, axis_name, to="varying")
-        return jax.lax.pvary(x, axis_name)  # JAX < 0.9
+        return jax.lax.pcast(x, axis_name, to="varying")
 
     return jax.tree_util.tree_map(cast, tree)

@@ -263,9 +263,8 @@ _PREDICT_FLAGS = {"run": "--checkpoint", "support": "--support", "queries": "--q
 
 
 def _predict(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
-    from jmeta.train import ConfigError
+    from jmeta.train import ConfigError, predict
     from jmeta.train.logs import write_json
-    from jmeta.train import predict
 
     for flag, path in (("--json", args.json), ("--csv", args.csv)):
         if path is not None and not path.parent.is_dir():

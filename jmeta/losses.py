@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jmeta._dtypes import as_at_least_float32
 from jmeta.types import Array
 
 
@@ -35,7 +36,7 @@ def cross_entropy(logits: Array, labels: Array) -> Array:
       0.693...
     """
     _check_classification(logits, labels)
-    logits = _at_least_float32(logits)
+    logits = as_at_least_float32(logits)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     in_range = jnp.all((labels >= 0) & (labels < logits.shape[-1]))
     # A factor, not a select: the gradient becomes NaN too, so an inner loop
@@ -75,15 +76,8 @@ def mse(predictions: Array, targets: Array) -> Array:
             f"mse: predictions have shape {predictions.shape} but targets have "
             f"shape {targets.shape}; they must match."
         )
-    err = _at_least_float32(predictions) - _at_least_float32(targets)
+    err = as_at_least_float32(predictions) - as_at_least_float32(targets)
     return jnp.sum(err.reshape(err.shape[0], -1) ** 2, axis=-1).mean()
-
-
-def _at_least_float32(x: Array) -> Array:
-    """Losses are computed in at least float32 (bf16/fp16 logits are upcast)."""
-    if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
-        return x.astype(jnp.float32)
-    return x
 
 
 def _check_classification(logits: Array, labels: Array) -> None:

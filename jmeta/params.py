@@ -15,7 +15,7 @@ attribute names and sequence indices joined with ``/``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import jax
 
@@ -23,22 +23,19 @@ from jmeta.types import Params
 
 Mask = Any  # a pytree of bools with the structure of the params
 PathPredicate = Callable[[str], bool]
-MaskSpec = Union[None, Mask, PathPredicate]
+MaskSpec = None | Mask | PathPredicate
 
 
 def path_str(path: tuple) -> str:
-    """``"a/b/0"`` for a ``jax.tree_util`` key path."""
-    parts = []
-    for key in path:
-        if isinstance(key, jax.tree_util.DictKey):
-            parts.append(str(key.key))
-        elif isinstance(key, jax.tree_util.GetAttrKey):
-            parts.append(key.name)
-        elif isinstance(key, jax.tree_util.SequenceKey):
-            parts.append(str(key.idx))
-        else:
-            parts.append(str(key))
-    return "/".join(parts)
+    """``"a/b/0"`` for a ``jax.tree_util`` key path: the form path predicates see.
+
+    Example:
+      >>> import jax
+      >>> from jmeta.params import path_str
+      >>> [path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path({"a": [1, {"b": 2}]})]
+      ['a/0', 'a/1/b']
+    """
+    return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def path_mask(params: Params, predicate: PathPredicate) -> Mask:
@@ -71,11 +68,11 @@ def resolve_mask(params: Params, spec: MaskSpec) -> Mask:
         return jax.tree_util.tree_map(lambda _: True, params)
     if callable(spec):
         return path_mask(params, spec)
-    leaves = jax.tree_util.tree_structure(params)
-    if jax.tree_util.tree_structure(spec) != leaves:
+    expected, found = jax.tree.structure(params), jax.tree.structure(spec)
+    if found != expected:  # type: ignore[operator]  # jaxlib's PyTreeDef: no type mypy reads
         raise ValueError(
             "The inner-loop mask must have the structure of the parameters: "
-            f"expected {leaves}, got {jax.tree_util.tree_structure(spec)}."
+            f"expected {expected}, got {found}."
         )
     return spec
 

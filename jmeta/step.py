@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jmeta._dtypes import at_least_float32
+from jmeta._dtypes import at_least_float32, tree_at_least_float32
 from jmeta._vma import device_varying
 from jmeta.types import Array, MetaLearner, MetaParams, Metrics, PRNGKey, Task
 from jmeta.validation import check_bool, check_optimizer, check_positive_int, check_task
@@ -238,6 +238,10 @@ def meta_train_step(
         step counter too) and report ``metrics["finite"] == False``, so a run
         can stop with its last good parameters intact even when many steps
         run inside one compiled call. :func:`jmeta.step.nonfinite_cause` says which.
+        Not ``optax.apply_if_finite``, which tests the gradient only (not the
+        loss or the labels), keeps the step counter moving, adds its counters
+        to the optimizer state, and applies a non-finite update after
+        ``max_consecutive_errors`` rejected ones.
       chunk_size: evaluate the meta-batch in sequential chunks of this many
         tasks to bound memory (see :func:`meta_gradient`).
       axis_name: build a per-device step for ``shard_map``/``pmap`` whose
@@ -424,7 +428,6 @@ def _norm_and_finite(tree) -> tuple[Array, Array]:
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
         return jnp.zeros((), jnp.float32), jnp.array(True)
-    # One dtype for the vector (leaves may mix, e.g. bfloat16 and float32).
-    dtype = jnp.float64 if any(x.dtype == jnp.float64 for x in leaves) else jnp.float32
+    dtype = tree_at_least_float32(leaves)  # one dtype for the vector (leaves may mix)
     flat = jnp.concatenate([jnp.ravel(x).astype(dtype) for x in leaves])
     return jnp.sqrt(jnp.sum(jnp.square(flat))), jnp.isfinite(jnp.sum(flat * 0))

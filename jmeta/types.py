@@ -9,7 +9,7 @@ leaf.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
 
@@ -18,6 +18,10 @@ PRNGKey = jax.Array
 Params = Any  # a pytree of arrays
 MetaParams = Any  # a pytree of arrays (model params, plus step sizes for Meta-SGD, ...)
 Metrics = dict[str, Array]
+#: A model's forward pass, ``(params, x) -> predictions`` for a batch ``x``.
+ApplyFn = Callable[[Params, Array], Array]
+#: A loss or a metric, ``(predictions, targets) -> scalar``.
+LossFn = Callable[[Array, Array], Array]
 
 
 class Batch(NamedTuple):
@@ -52,15 +56,7 @@ class Model(NamedTuple):
     """
 
     init: Callable[[PRNGKey], Params]
-    apply: Callable[[Params, Array], Array]
-
-
-class ApplyFn(Protocol):
-    def __call__(self, params: Params, x: Array) -> Array: ...
-
-
-class LossFn(Protocol):
-    def __call__(self, predictions: Array, targets: Array) -> Array: ...
+    apply: ApplyFn
 
 
 class MetaLearner(NamedTuple):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import jax
 import jax.numpy as jnp
@@ -21,9 +21,14 @@ import numpy as np
 from jmeta.types import Array, Batch, Task
 
 
+def is_integer(value: object) -> TypeGuard[int | np.integer]:
+    """Whether ``value`` is a Python or NumPy integer (``True`` and ``False`` are not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
 def check_positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
     """Return ``value`` as an int, or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__}).")
     lowest = 0 if allow_zero else 1
     if value < lowest:

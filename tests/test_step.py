@@ -1,5 +1,6 @@
 """Meta-steps: vmap equals a loop, jit equals no jit, no retracing, NaN safety, learning."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,12 +25,14 @@ def test_vmapped_meta_gradient_equals_python_loop_over_tasks():
     grads, metrics = jmeta.meta_gradient(lr, theta, tasks, key)
     keys = jax.random.split(key, 4)
     per_task = [
-        jax.grad(lambda t: lr.meta_loss(t, jax.tree.map(lambda a: a[i], tasks), keys[i])[0])(theta)
+        jax.grad(lambda t, i=i: lr.meta_loss(t, jax.tree.map(lambda a: a[i], tasks), keys[i])[0])(
+            theta
+        )
         for i in range(4)
     ]
     looped = jax.tree.map(lambda *g: sum(g) / 4, *per_task)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, looped)
-    losses = [lr.meta_loss(theta, jax.tree.map(lambda a: a[i], tasks))[0] for i in range(4)]
+    chex.assert_trees_all_close(grads, looped, rtol=1e-5, atol=1e-7)
+    losses = [lr.meta_loss(theta, jax.tree.map(lambda a, i=i: a[i], tasks))[0] for i in range(4)]
     np.testing.assert_allclose(metrics["loss"], np.mean(losses), rtol=1e-6)
 
 
@@ -46,7 +49,7 @@ def test_jit_equals_no_jit_and_no_retrace():
     eager, eager_metrics = step.update(state, tasks, jax.random.key(2))
     compiled = jax.jit(counted, donate_argnums=0)
     jitted, metrics = compiled(step.init(mlp_init(jax.random.key(0))), tasks, jax.random.key(2))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), eager, jitted)
+    chex.assert_trees_all_close(eager, jitted, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(eager_metrics["loss"], metrics["loss"], rtol=1e-6)
     for i in range(3):
         jitted, metrics = compiled(jitted, SAMPLE(jax.random.key(10 + i)), jax.random.key(i))
@@ -70,7 +73,7 @@ def test_nonfinite_step_leaves_the_state_unchanged():
     bad = tasks._replace(query=tasks.query._replace(y=tasks.query.y.at[0, 0, 0].set(jnp.nan)))
     new, metrics = jax.jit(step.update)(state, bad, jax.random.key(2))
     assert not bool(metrics["finite"])
-    jax.tree.map(np.testing.assert_array_equal, new, state)
+    chex.assert_trees_all_equal(new, state)
     unguarded = jmeta.meta_train_step(learner(), optax.sgd(1e-2), skip_nonfinite=False)
     new, _ = jax.jit(unguarded.update)(state, bad, jax.random.key(2))
     assert not np.isfinite(np.asarray(new.meta_params["head"]["bias"])).all()
@@ -218,7 +221,7 @@ def test_nonfinite_gradient_with_finite_loss_is_skipped():
         step.init(mlp_init(jax.random.key(0))), bad, jax.random.key(2)
     )
     assert not bool(metrics["finite"])
-    jax.tree.map(np.testing.assert_array_equal, new, state)
+    chex.assert_trees_all_equal(new, state)
     assert int(new.step) == 0
 
 
@@ -235,7 +238,7 @@ def test_inner_loss_metrics_and_gradient_for_one_and_several_inner_steps(num_ste
         for i in range(4)
     ]
     looped = jax.tree.map(lambda *g: sum(g) / 4, *per_task)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, looped)
+    chex.assert_trees_all_close(grads, looped, rtol=1e-5, atol=1e-7)
     result = jax.vmap(
         lambda t: jmeta.inner_loop(
             lambda p: jmeta.losses.mse(mlp_apply(p, t.support.x), t.support.y),

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,7 +107,7 @@ def test_labels_beyond_the_model_outputs_under_jit_are_a_named_cause():
     new, metrics = jax.jit(step.update)(state, tasks, jax.random.key(2))
     assert not bool(metrics["finite"]) and float(metrics["labels_valid"]) == 0.0
     assert int(new.step) == 0
-    jax.tree.map(np.testing.assert_array_equal, new.meta_params, EMBED)
+    chex.assert_trees_all_equal(new.meta_params, EMBED)
     assert "labels do not fit" in jmeta.step.nonfinite_cause(jax.device_get(metrics))
     # The loss itself is NaN, not a finite wrong number.
     loss, task_metrics = jax.jit(learner.meta_loss)(EMBED, jax.tree.map(lambda a: a[0], tasks))

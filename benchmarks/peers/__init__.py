@@ -64,7 +64,7 @@ def available_peers() -> dict[str, Builder]:
     """``{name: builder}`` for every peer whose dependencies import.
 
     This imports every framework present; to time peers cleanly run each one
-    in its own process (:func:`benchmarks.peers.timing.run_isolated`).
+    in its own process (as ``benchmarks/throughput.py`` does).
     """
     return {name: b for name in PEERS if not isinstance(b := _load(name), str)}
 

@@ -66,7 +66,7 @@ def param_shapes(workload: Workload) -> dict[str, tuple[int, ...]]:
         widths = [workload.input_shape[0]]
         widths += [workload.width] * workload.hidden_layers
         widths += [workload.output_dim]
-        for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=False)):
             shapes[f"fc{i}_w"] = (fan_in, fan_out)
             shapes[f"fc{i}_b"] = (fan_out,)
     else:

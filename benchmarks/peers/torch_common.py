@@ -114,13 +114,21 @@ def decomposed_batch_norm(x: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
     return x * scale[:, None, None] + bias[:, None, None]
 
 
-def conv4_forward(p: TorchParams, x: Tensor, batch_norm: BatchNormFn = fused_batch_norm) -> Tensor:
-    """Conv4 on ``x: [n, C, H, W]`` with batch-statistics BatchNorm."""
+def conv4_embedding(
+    p: TorchParams, x: Tensor, batch_norm: BatchNormFn = fused_batch_norm
+) -> Tensor:
+    """Conv4's four blocks on ``x: [n, C, H, W]``, flattened to ``[n, features]``
+    (C, H, W order)."""
     for i in range(NUM_CONV_BLOCKS):
-        x = F.conv2d(x, p[f"conv{i}_w"], p[f"conv{i}_b"], padding=1)
+        x = F.conv2d(x, p[f"conv{i}_w"], p.get(f"conv{i}_b"), padding=1)
         x = batch_norm(x, p[f"bn{i}_scale"], p[f"bn{i}_bias"])
         x = F.max_pool2d(F.relu(x), 2)
-    return F.linear(x.flatten(1), p["head_w"], p["head_b"])
+    return x.flatten(1)
+
+
+def conv4_forward(p: TorchParams, x: Tensor, batch_norm: BatchNormFn = fused_batch_norm) -> Tensor:
+    """Conv4 on ``x: [n, C, H, W]`` with batch-statistics BatchNorm."""
+    return F.linear(conv4_embedding(p, x, batch_norm), p["head_w"], p["head_b"])
 
 
 def mlp_forward(p: TorchParams, x: Tensor) -> Tensor:

@@ -48,7 +48,7 @@ class HigherStep(TorchMetaStep):
                 scaled = query_loss / self.num_tasks
                 if w.first_order:
                     grads = torch.autograd.grad(scaled, list(fmodel.parameters()))
-                    for p, g in zip(params, grads):
+                    for p, g in zip(params, grads, strict=False):
                         p.grad = g if p.grad is None else p.grad + g
                 else:
                     scaled.backward()

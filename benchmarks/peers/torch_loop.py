@@ -31,10 +31,10 @@ class TorchLoopStep(TorchMetaStep):
             sx, sy, qx, qy = (a[t] for a in self.batch)
             fast = initial
             for _ in range(w.inner_steps):
-                support_loss = self.loss(self.forward(dict(zip(names, fast)), sx), sy)
+                support_loss = self.loss(self.forward(dict(zip(names, fast, strict=False)), sx), sy)
                 grads = torch.autograd.grad(support_loss, fast, create_graph=not w.first_order)
-                fast = [p - w.inner_lr * g for p, g in zip(fast, grads)]
-            query_loss = self.loss(self.forward(dict(zip(names, fast)), qx), qy)
+                fast = [p - w.inner_lr * g for p, g in zip(fast, grads, strict=False)]
+            query_loss = self.loss(self.forward(dict(zip(names, fast, strict=False)), qx), qy)
             (query_loss / self.num_tasks).backward()
             losses.append(query_loss.detach())
         return torch.stack(losses).mean()

@@ -39,11 +39,11 @@ class TorchOptStep(TorchMetaStep):
             fast = initial
             state = self.inner.init(fast)
             for _ in range(w.inner_steps):
-                support_loss = self.loss(self.forward(dict(zip(names, fast)), sx), sy)
+                support_loss = self.loss(self.forward(dict(zip(names, fast, strict=False)), sx), sy)
                 grads = torch.autograd.grad(support_loss, fast, create_graph=not w.first_order)
                 updates, state = self.inner.update(grads, state, params=fast, inplace=False)
                 fast = torchopt.apply_updates(fast, updates, inplace=False)
-            query_loss = self.loss(self.forward(dict(zip(names, fast)), qx), qy)
+            query_loss = self.loss(self.forward(dict(zip(names, fast, strict=False)), qx), qy)
             (query_loss / self.num_tasks).backward()
             losses.append(query_loss.detach())
         return torch.stack(losses).mean()

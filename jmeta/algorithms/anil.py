@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from jmeta.algorithms.maml import maml
-from jmeta.types import Array, MetaLearner
+from jmeta.types import LossFn, MetaLearner
 
 
 def _in_head(head: str) -> Callable[[str], bool]:
@@ -21,9 +21,7 @@ def _in_head(head: str) -> Callable[[str], bool]:
     return lambda path: head in path.split("/")
 
 
-def anil(
-    apply_fn: Callable, loss_fn: Callable[[Array, Array], Array], *, head: str = "head", **kwargs
-) -> MetaLearner:
+def anil(apply_fn: Callable, loss_fn: LossFn, *, head: str = "head", **kwargs) -> MetaLearner:
     r"""Almost No Inner Loop: the inner loop adapts only the head.
 
     Identical to :func:`~jmeta.maml` except that the inner loop updates only the
@@ -39,9 +37,7 @@ def anil(
     return maml(apply_fn, loss_fn, adapt_params=_in_head(head), **kwargs)
 
 
-def boil(
-    apply_fn: Callable, loss_fn: Callable[[Array, Array], Array], *, head: str = "head", **kwargs
-) -> MetaLearner:
+def boil(apply_fn: Callable, loss_fn: LossFn, *, head: str = "head", **kwargs) -> MetaLearner:
     """Body Only update in Inner Loop: the inner loop adapts all but the head.
 
     Takes the same arguments as :func:`anil`.

@@ -27,7 +27,7 @@ from jmeta.algorithms.gradient_based import MetricFns, check_builder_args
 from jmeta.algorithms.metric_based import _embed, l2_normalize, squared_norm
 from jmeta.losses import accuracy, cross_entropy
 from jmeta.models.policy import resolve_transductive
-from jmeta.types import Array, Batch, MetaLearner, Metrics, Params, PRNGKey, Task
+from jmeta.types import ApplyFn, Array, Batch, MetaLearner, Metrics, Params, PRNGKey, Task
 from jmeta.validation import check_learning_rate, check_positive_int, check_task
 
 HEADS = ("centroid", "linear")
@@ -95,7 +95,8 @@ def track_feature_mean(
     rate = check_learning_rate("rate", rate)
 
     def trainable(tree):
-        return tree._replace(feature_mean=None) if isinstance(tree, BaselineParams) else tree
+        # None: no leaf there, so the optimizer leaves the running mean alone.
+        return tree._replace(feature_mean=None) if isinstance(tree, BaselineParams) else tree  # type: ignore[arg-type]
 
     def init(params):
         return optimizer.init(trainable(params))
@@ -153,7 +154,7 @@ def pretraining_batch(
 
 
 def baseline(
-    embed_fn: Callable[[Params, Array], Array],
+    embed_fn: ApplyFn,
     *,
     num_classes: int,
     feature_dim: int,
@@ -271,6 +272,7 @@ def baseline(
         zq = cl2n(_embed(embed_fn, fitted.embedding, x, fitted.reference), fitted.feature_mean)
         if head == "centroid":
             c = fitted.weights
+            assert not isinstance(c, tuple)  # the centroid head's weights are one array
             return -(squared_norm(zq)[:, None] - 2 * zq @ c.T + squared_norm(c)[None])
         w, b = fitted.weights
         return zq @ w + b

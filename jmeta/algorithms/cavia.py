@@ -19,7 +19,7 @@ from jmeta.algorithms.gradient_based import (
     resolve_inner_optimizer,
 )
 from jmeta.models.policy import batch_norm_policy, resolve_transductive, with_batch_norm_policy
-from jmeta.types import Array, MetaLearner, Params
+from jmeta.types import Array, LossFn, MetaLearner, Params
 from jmeta.validation import check_callable, check_positive_int
 
 
@@ -32,7 +32,7 @@ class ContextParams(NamedTuple):
 
 def cavia(
     apply_fn: Callable,
-    loss_fn: Callable[[Array, Array], Array],
+    loss_fn: LossFn,
     *,
     context_size: int,
     inner_lr: float | None = None,

@@ -18,7 +18,7 @@ import optax
 from jmeta.inner import InnerLoopResult, inner_loop
 from jmeta.models.policy import resolve_transductive
 from jmeta.params import MaskSpec, resolve_mask
-from jmeta.types import Array, Batch, MetaLearner, MetaParams, Metrics, Params, Task
+from jmeta.types import Array, Batch, LossFn, MetaLearner, MetaParams, Metrics, Params, Task
 from jmeta.validation import (
     check_batch,
     check_bool,
@@ -31,7 +31,7 @@ from jmeta.validation import (
     labels_valid,
 )
 
-MetricFns = Mapping[str, Callable[[Array, Array], Array]]
+MetricFns = Mapping[str, LossFn]
 SupportLoss = Callable[[Params, Batch], Array]
 InnerSolver = Callable[
     [SupportLoss, Params, optax.GradientTransformation, Batch, int], InnerLoopResult
@@ -71,6 +71,19 @@ def check_builder_args(apply_fn: Callable, loss_fn: Callable, metrics: Any) -> d
     return check_metric_fns("metrics", metrics)
 
 
+def query_metrics(
+    loss_fn: LossFn, metric_fns: MetricFns, predictions: Array, targets: Array, suffix: str = ""
+) -> Metrics:
+    """``{"loss": loss_fn(predictions, targets), name: fn(predictions, targets), ...}``.
+
+    The scores every learner reports on the query set, one per entry of
+    ``metric_fns``, with ``suffix`` appended to each key (``"_before"``).
+    """
+    out = {"loss" + suffix: loss_fn(predictions, targets)}
+    out.update({name + suffix: fn(predictions, targets) for name, fn in metric_fns.items()})
+    return out
+
+
 def label_checks(predictions: Array, task: Task) -> Metrics:
     """``{"labels_valid": ...}`` for a classification task, ``{}`` otherwise.
 
@@ -90,7 +103,7 @@ def label_checks(predictions: Array, task: Task) -> Metrics:
 
 def gradient_based_learner(
     apply_fn: Callable,
-    loss_fn: Callable[[Array, Array], Array],
+    loss_fn: LossFn,
     *,
     init: Callable[[Params], MetaParams],
     unpack: Callable[[MetaParams], tuple[Params, optax.GradientTransformation]],
@@ -185,9 +198,7 @@ def gradient_based_learner(
         return apply_fn(adapted.params, x, reference=adapted.reference)
 
     def score(predictions: Array, targets: Array, suffix: str = "") -> Metrics:
-        out = {"loss" + suffix: loss_fn(predictions, targets)}
-        out.update({name + suffix: fn(predictions, targets) for name, fn in metric_fns.items()})
-        return out
+        return query_metrics(loss_fn, metric_fns, predictions, targets, suffix)
 
     def meta_loss(meta_params, task: Task, key=None) -> tuple[Array, Metrics]:
         del key

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import optax
 from jax.scipy.sparse.linalg import cg
 
@@ -20,13 +19,13 @@ from jmeta.algorithms.gradient_based import (
     resolve_inner_optimizer,
 )
 from jmeta.inner import InnerLoopResult, inner_loop
-from jmeta.types import Array, Batch, MetaLearner, Params
+from jmeta.types import Batch, LossFn, MetaLearner, Params
 from jmeta.validation import check_positive_int, check_real
 
 
 def imaml(
     apply_fn: Callable,
-    loss_fn: Callable[[Array, Array], Array],
+    loss_fn: LossFn,
     *,
     lam: float = 1.0,
     inner_lr: float | None = None,
@@ -92,7 +91,9 @@ def imaml(
       >>> learner = jmeta.imaml(model.apply, jmeta.losses.mse, lam=2.0, inner_lr=0.05)
       >>> theta = learner.init(model.init(jax.random.key(0)))
       >>> task = jmeta.tasks.sinusoid(jax.random.key(1))
-      >>> meta_grad = jax.grad(lambda t: learner.meta_loss(t, task, None)[0])(theta)
+      >>> meta_grad = jax.jit(jax.grad(lambda t: learner.meta_loss(t, task, None)[0]))(theta)
+      >>> jax.tree.structure(meta_grad) == jax.tree.structure(theta)
+      True
     """
     solver = proximal_solver(lam, cg_steps=cg_steps, cg_tol=cg_tol)
     optimizer = resolve_inner_optimizer(inner_lr, inner_optimizer)
@@ -134,8 +135,8 @@ def proximal_solver(lam: float, *, cg_steps: int = 5, cg_tol: float = 1e-6) -> C
     ) -> InnerLoopResult:
         def run(theta, support):
             def proximal(phi):
-                sq = jax.tree.map(lambda p, t: jnp.sum((p - t) ** 2), phi, theta)
-                return support_loss(phi, support) + 0.5 * lam * sum(jax.tree.leaves(sq))
+                sq = optax.tree_utils.tree_norm(optax.tree_utils.tree_sub(phi, theta), squared=True)
+                return support_loss(phi, support) + 0.5 * lam * sq
 
             return inner_loop(proximal, theta, optimizer, num_steps)
 

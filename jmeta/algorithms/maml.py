@@ -16,12 +16,12 @@ from jmeta.algorithms.gradient_based import (
     resolve_inner_optimizer,
 )
 from jmeta.params import MaskSpec
-from jmeta.types import Array, MetaLearner
+from jmeta.types import LossFn, MetaLearner
 
 
 def maml(
     apply_fn: Callable,
-    loss_fn: Callable[[Array, Array], Array],
+    loss_fn: LossFn,
     *,
     inner_lr: float | None = None,
     num_steps: int = 1,
@@ -97,7 +97,7 @@ def maml(
     )
 
 
-def fomaml(apply_fn: Callable, loss_fn: Callable[[Array, Array], Array], **kwargs) -> MetaLearner:
+def fomaml(apply_fn: Callable, loss_fn: LossFn, **kwargs) -> MetaLearner:
     r"""First-order MAML: :func:`maml` with ``first_order=True``.
 
     The meta-gradient is the query-loss gradient at the adapted parameters,

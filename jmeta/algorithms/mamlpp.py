@@ -48,7 +48,7 @@ from jmeta.algorithms.gradient_based import (
 )
 from jmeta.models.policy import resolve_transductive
 from jmeta.params import MaskSpec, combine, partition, path_mask, path_str
-from jmeta.types import Array, Batch, MetaLearner, Metrics, Params, Task
+from jmeta.types import Array, Batch, LossFn, MetaLearner, Metrics, Params, Task
 from jmeta.validation import (
     check_bool,
     check_learning_rate,
@@ -108,8 +108,8 @@ def multi_step_weights(
 
     Example:
       >>> from jmeta.algorithms.mamlpp import multi_step_weights
-      >>> multi_step_weights(5, 0, 10).tolist()
-      [0.2, 0.2, 0.2, 0.2, 0.2]
+      >>> print(multi_step_weights(5, 0, 10))
+      [0.2 0.2 0.2 0.2 0.2]
     """
     k = num_steps
     epoch = jnp.asarray(epoch, dtype)
@@ -137,7 +137,8 @@ def count_meta_steps(optimizer: optax.GradientTransformation) -> optax.GradientT
     """
 
     def trainable(tree):
-        return tree._replace(progress=None) if isinstance(tree, MamlppParams) else tree
+        # None: no leaf there, so the optimizer leaves the counter alone.
+        return tree._replace(progress=None) if isinstance(tree, MamlppParams) else tree  # type: ignore[arg-type]
 
     def init(params):
         return optimizer.init(trainable(params))
@@ -155,7 +156,7 @@ def count_meta_steps(optimizer: optax.GradientTransformation) -> optax.GradientT
 
 def mamlpp(
     apply_fn: Callable,
-    loss_fn: Callable[[Array, Array], Array],
+    loss_fn: LossFn,
     *,
     inner_lr: float = 0.1,
     num_steps: int = 5,
@@ -300,6 +301,7 @@ def mamlpp(
             phi = jax.tree.map(lambda p, lr, g: p - lr * g, phi, lrs, grads)
             q = jnp.zeros((), jnp.float32)
             if multi:
+                assert query is not None  # multi implies it
                 q = loss_fn(apply_at(phi, stepped, k, query.x, support.x), query.y)
             return phi, (loss, q)
 

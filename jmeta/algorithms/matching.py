@@ -6,17 +6,15 @@ One Shot Learning*, NeurIPS 2016. https://arxiv.org/abs/1606.04080
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 
 from jmeta.algorithms.gradient_based import MetricFns
 from jmeta.algorithms.metric_based import l2_normalize, metric_learner, positive_scalar
-from jmeta.types import Array, MetaLearner, Params
+from jmeta.types import ApplyFn, Array, MetaLearner
 
 
 def matching_net(
-    embed_fn: Callable[[Params, Array], Array],
+    embed_fn: ApplyFn,
     *,
     num_classes: int | None = None,
     shots: int | None = None,

@@ -14,7 +14,7 @@ import optax
 
 from jmeta.algorithms.gradient_based import MetricFns, gradient_based_learner
 from jmeta.params import MaskSpec, partition, resolve_mask
-from jmeta.types import Array, MetaLearner, Params
+from jmeta.types import LossFn, MetaLearner, Params
 from jmeta.validation import check_real
 
 
@@ -49,7 +49,7 @@ def scale_by_learning_rates(learning_rates: Params) -> optax.GradientTransformat
 
 def meta_sgd(
     apply_fn: Callable,
-    loss_fn: Callable[[Array, Array], Array],
+    loss_fn: LossFn,
     *,
     inner_lr: float = 0.01,
     num_steps: int = 1,

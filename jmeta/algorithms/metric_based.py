@@ -42,10 +42,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmeta.algorithms.gradient_based import MetricFns
+from jmeta._dtypes import as_at_least_float32, tree_at_least_float32
+from jmeta.algorithms.gradient_based import MetricFns, query_metrics
 from jmeta.losses import accuracy, cross_entropy
 from jmeta.models.policy import resolve_transductive
-from jmeta.types import Array, Batch, MetaLearner, Metrics, Params, Task
+from jmeta.types import ApplyFn, Array, Batch, MetaLearner, Metrics, Params, Task
 from jmeta.validation import (
     check_batch,
     check_bool,
@@ -90,7 +91,7 @@ class FittedClassifier(NamedTuple):
 
 
 def metric_learner(
-    embed_fn: Callable[[Params, Array], Array],
+    embed_fn: ApplyFn,
     *,
     classifier_init: Mapping[str, float],
     fit: Callable[[dict, Array, Array], Any],
@@ -130,7 +131,7 @@ def metric_learner(
     transductive = resolve_transductive(embed_fn, transductive)
 
     def init(params: Params) -> MetricParams:
-        dtype = _scalar_dtype(params)
+        dtype = tree_at_least_float32(params)
         return MetricParams(params, {k: jnp.asarray(v, dtype) for k, v in initial.items()})
 
     def fit_support(meta_params: MetricParams, support: Batch) -> tuple[FittedClassifier, Array]:
@@ -159,8 +160,7 @@ def metric_learner(
         adapted, valid = fit_support(meta_params, task.support)
         scores = predict(adapted, task.query.x)
         valid = valid & labels_valid("task.query.y", task.query.y, scores.shape[-1])
-        out = {"loss": cross_entropy(scores, task.query.y)}
-        out.update({name: fn(scores, task.query.y) for name, fn in metric_fns.items()})
+        out = query_metrics(cross_entropy, metric_fns, scores, task.query.y)
         out["labels_valid"] = valid
         return out
 
@@ -244,15 +244,7 @@ def _embed(embed_fn: Callable, params: Params, x: Array, reference: Array | None
             f"for inputs of shape {x.shape} (flatten the features)."
         )
     # Distances, similarities and solves are computed in at least float32.
-    if jnp.finfo(embeddings.dtype).bits < 32:
-        embeddings = embeddings.astype(jnp.float32)
-    return embeddings
-
-
-def _scalar_dtype(params: Params):
-    """float64 for a float64 embedding network, else float32 (also for bfloat16 ones)."""
-    leaves = jax.tree_util.tree_leaves(params)
-    return jnp.float64 if any(leaf.dtype == jnp.float64 for leaf in leaves) else jnp.float32
+    return as_at_least_float32(embeddings)
 
 
 def squared_norm(x: Array) -> Array:

@@ -6,8 +6,6 @@ NeurIPS 2017. https://arxiv.org/abs/1703.05175
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax.numpy as jnp
 
 from jmeta.algorithms.gradient_based import MetricFns
@@ -17,13 +15,13 @@ from jmeta.algorithms.metric_based import (
     positive_scalar,
     squared_norm,
 )
-from jmeta.types import Array, MetaLearner, Params
+from jmeta.types import ApplyFn, Array, MetaLearner
 
 DISTANCES = ("euclidean", "cosine")
 
 
 def protonet(
-    embed_fn: Callable[[Params, Array], Array],
+    embed_fn: ApplyFn,
     *,
     num_classes: int | None = None,
     shots: int | None = None,

@@ -6,18 +6,16 @@ closed-form solvers*, ICLR 2019. https://arxiv.org/abs/1805.08136
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax.numpy as jnp
 import jax.scipy.linalg
 
 from jmeta.algorithms.gradient_based import MetricFns
 from jmeta.algorithms.metric_based import metric_learner, positive_scalar
-from jmeta.types import Array, MetaLearner, Params
+from jmeta.types import ApplyFn, Array, MetaLearner
 
 
 def r2d2(
-    embed_fn: Callable[[Params, Array], Array],
+    embed_fn: ApplyFn,
     *,
     num_classes: int | None = None,
     shots: int | None = None,

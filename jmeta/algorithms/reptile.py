@@ -17,10 +17,11 @@ from jmeta.algorithms.gradient_based import (
     WithReference,
     check_builder_args,
     label_checks,
+    query_metrics,
     resolve_inner_optimizer,
 )
 from jmeta.algorithms.maml import maml
-from jmeta.types import Array, Batch, MetaLearner, Metrics, Params, Task
+from jmeta.types import Array, Batch, LossFn, MetaLearner, Metrics, Params, Task
 from jmeta.validation import check_task
 
 INNER_DATA = ("support", "support+query")
@@ -28,7 +29,7 @@ INNER_DATA = ("support", "support+query")
 
 def reptile(
     apply_fn: Callable,
-    loss_fn: Callable[[Array, Array], Array],
+    loss_fn: LossFn,
     *,
     inner_lr: float | None = None,
     num_steps: int = 5,
@@ -112,12 +113,11 @@ def reptile(
         phi = adapted
         if isinstance(adapted, WithReference):  # queries are normalised with the support set
             phi, adapted = adapted.params, adapted._replace(reference=task.support.x)
-        sq = jax.tree.map(lambda t, p: jnp.sum((t - p) ** 2), theta, phi)
-        surrogate = 0.5 * sum(jax.tree.leaves(sq))
+        sq = optax.tree_utils.tree_norm(optax.tree_utils.tree_sub(theta, phi), squared=True)
+        surrogate = 0.5 * sq
         predictions = base.predict(adapted, task.query.x)
-        out = {"loss": loss_fn(predictions, task.query.y), "surrogate": surrogate}
-        out.update({name: fn(predictions, task.query.y) for name, fn in metric_fns.items()})
-        out.update(label_checks(predictions, task))
+        out = query_metrics(loss_fn, metric_fns, predictions, task.query.y)
+        out.update(surrogate=surrogate, **label_checks(predictions, task))
         return surrogate, out
 
     return base._replace(meta_loss=meta_loss)

@@ -147,7 +147,7 @@ def stack_classes(
         {name: len(items) for name, items in groups.items()}, examples_per_class, source
     )
 
-    out = None
+    out: np.ndarray | None = None
     for i, (name, items) in enumerate(groups.items()):
         for j, x in enumerate(list(items)[:k]):
             arr = np.asarray(x)
@@ -160,6 +160,8 @@ def stack_classes(
                     f"{arr.shape} (class {name!r}); pass an image_size to resize"
                 )
             out[i, j] = arr
+    if out is None:
+        raise ValueError(f"expected at least one example per class in {source}; found none")
     return check_split(FewShotSplit(out, tuple(str(n) for n in groups)))
 
 

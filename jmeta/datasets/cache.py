@@ -62,8 +62,13 @@ def hash_file(path: str | os.PathLike[str], *algorithms: str) -> dict[str, str]:
     """Hex digests of a file's bytes, one ``hashlib`` algorithm each, in one read.
 
     Example:
-      >>> hash_file("images_background.zip", "sha256", "md5")  # doctest: +SKIP
-      {'sha256': '...', 'md5': '68d2efa1b9178cc56df9314c21c6e718'}
+      >>> import pathlib, tempfile
+      >>> from jmeta.datasets.cache import hash_file
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "hello.txt"
+      >>> path.write_bytes(b"hello")
+      5
+      >>> hash_file(path, "md5")
+      {'md5': '5d41402abc4b2a76b9719d911017c592'}
     """
     digests = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as f:
@@ -123,7 +128,7 @@ def content_sha256(split: FewShotSplit) -> str:
     images = np.ascontiguousarray(split.images)
     digest = hashlib.sha256()
     digest.update(json.dumps([images.shape, images.dtype.str, list(split.class_names)]).encode())
-    digest.update(memoryview(images).cast("B"))
+    digest.update(images.data.cast("B"))
     return digest.hexdigest()
 
 

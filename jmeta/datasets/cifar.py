@@ -17,6 +17,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import tarfile
@@ -132,7 +133,7 @@ def read_cifar100(data_dir: str | os.PathLike[str]) -> Cifar100:
     root = Path(data_dir).expanduser()
     for folder in (root / FOLDER, root):
         if (folder / "meta").is_file():
-            return _parse(lambda member, folder=folder: open(folder / member, "rb"), str(folder))
+            return _parse(functools.partial(_open_member, folder), str(folder))
     if (root / ARCHIVE).is_file():
         try:
             with tarfile.open(root / ARCHIVE) as tar:
@@ -150,13 +151,17 @@ def read_cifar100(data_dir: str | os.PathLike[str]) -> Cifar100:
     )
 
 
+def _open_member(folder: Path, member: str) -> IO[bytes]:
+    return open(folder / member, "rb")
+
+
 def _tar_member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
     try:
         f = tar.extractfile(name)
     except KeyError:
         f = None
     if f is None:
-        raise FileNotFoundError(f"expected {name} in {tar.name}; it is missing")
+        raise FileNotFoundError(f"expected {name} in {tar.name!s}; it is missing")
     return f
 
 

@@ -23,7 +23,7 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +259,7 @@ def load_source(
     if download and not (root / f"{stem}.zip").exists() and not (root / stem).exists():
         fetch_release(stem, root)
     path = find_source(root, stem)
+    decode: Callable[[], FewShotSplit]
     if path.is_dir():
         checksum = fingerprint_folder(path, content=True)
         decode = functools.partial(decode_source, path, image_size, num_workers)

@@ -95,6 +95,8 @@ def load_tfds(
 
 def _label_names(source: Any, label_key: str) -> tuple[str, ...] | None:
     info = getattr(source, "dataset_info", None)
+    if info is None:
+        return None
     try:
         return tuple(info.features[label_key].names)
     except (AttributeError, KeyError, TypeError):

@@ -51,17 +51,27 @@ products in bfloat16. ``dtype=jnp.bfloat16`` fixes the compute dtype instead.
 
 Convolution implementations
 ---------------------------
+``conv_impl`` chooses how :func:`conv4` and :func:`resnet12` compute their
+convolutions; every choice computes the same function up to float rounding.
 Under ``vmap`` with per-task weights (every gradient-based algorithm), XLA
-lowers ``lax.conv_general_dilated`` to a grouped convolution.
-``conv_impl="im2col"``, the default, computes the same convolution as shifted
-copies of the input contracted with the kernel by one ``einsum``, which
-``vmap`` turns into a batched matrix product. Measured on a second-order MAML
-meta-step (Conv4, Omniglot 5-way 1-shot, 32 tasks): on an H100, 3,010 tasks/s
-with im2col against 2,532 with ``"xla"`` in float32 (4,171 against 3,174 in
-bfloat16); on a 2-core CPU, where XLA's grouped convolutions are quadratic in
-the number of tasks, im2col is 20 to 40 times faster
-(``benchmarks/conv_impl.py``, ``benchmarks/RESULTS.md``). ``conv_impl="xla"``
-remains available.
+lowers ``lax.conv_general_dilated`` to a grouped convolution, which is slow on
+CPU and on GPUs; on CPU, convolutions with one kernel for all tasks (the metric
+learners' embedding, MAML's first inner step) are fastest as ``lax.conv``.
+
+* ``"auto"`` (the default, :data:`jmeta.models.DEFAULT_CONV_IMPL`): the fastest measured
+  on the backend the model is traced for: ``"adaptive"`` on CPU, ``"im2col"``
+  elsewhere.
+* ``"adaptive"``: a convolution primitive whose ``vmap`` rule looks at how the
+  kernel is shared (``jmeta.models._conv``): ``lax.conv`` where the tasks
+  share a kernel; where every task has its own, on CPU one ``lax.conv`` per
+  task in a sequential loop (its kernel gradients as matrix products), and
+  first layers of one to three channels as fused multiply-adds.
+* ``"im2col"``: shifted copies of the input contracted with the kernel by one
+  ``einsum``, which ``vmap`` turns into a batched matrix product.
+* ``"xla"``: ``lax.conv_general_dilated`` throughout.
+
+The measurements behind ``"auto"``, jmeta against PyTorch on the same CPU and
+GPU workloads, are in ``benchmarks/RESULTS.md`` (summarised in ``docs/training.md``).
 """
 
 from jmeta.models._layers import (

@@ -17,20 +17,22 @@ import numpy as np
 from jax import lax
 
 from jmeta._dtypes import at_least_float32
+from jmeta.models._conv import conv2d_adaptive
 from jmeta.types import Array, Params, PRNGKey
+from jmeta.validation import is_integer
 
 BatchNormMode = Literal["transductive", "support", "none"]
-ConvImpl = Literal["xla", "im2col"]
+ConvImpl = Literal["auto", "adaptive", "xla", "im2col"]
 
 BATCH_NORM_MODES: tuple[str, ...] = ("transductive", "support", "none")
-CONV_IMPLS: tuple[str, ...] = ("xla", "im2col")
+CONV_IMPLS: tuple[str, ...] = ("auto", "adaptive", "xla", "im2col")
 #: The ``conv_impl`` of :func:`~jmeta.models.conv4` and :func:`~jmeta.models.resnet12` when
-#: none is given (what the trainer's ``conv_impl="auto"`` picks), and the reason in words for
-#: help texts. Change both together.
-DEFAULT_CONV_IMPL: ConvImpl = "im2col"
+#: none is given (also the trainer's ``conv_impl="auto"``), and what it means in words for
+#: help texts (:func:`auto_conv_impl` decides). Change them together.
+DEFAULT_CONV_IMPL: ConvImpl = "auto"
 DEFAULT_CONV_IMPL_REASON = (
-    "im2col on every backend, faster than XLA's grouped convolutions under vmap over "
-    "per-task kernels"
+    "the fastest measured on the backend: adaptive on CPU (lax.conv where the tasks share "
+    "a kernel, one lax.conv per task in a loop where each has its own), im2col elsewhere"
 )
 BATCH_NORM_EPSILON = 1e-5
 
@@ -143,11 +145,18 @@ def conv2d(x: Array, kernel: Array, impl: str) -> Array:
         ``kh * kw`` shifted copies of ``x`` into ``[n, H, W, kh * kw * C_in]``
         patches and contracts them with the flattened kernel in one ``einsum``,
         so that ``vmap`` over per-task kernels gives a batched matrix product
-        rather than a grouped convolution.
+        rather than a grouped convolution. ``"adaptive"`` is
+        :func:`jmeta.models._conv.conv2d_adaptive`, whose form depends on how
+        ``vmap`` batches the kernel and on the backend. ``"auto"`` is
+        :func:`auto_conv_impl` of the default backend.
 
     Returns:
       ``[n, H, W, C_out]``.
     """
+    if impl == "auto":
+        impl = auto_conv_impl()
+    if impl == "adaptive":
+        return conv2d_adaptive(x, kernel)
     kh, kw, c_in, c_out = kernel.shape
     if impl == "xla":
         return lax.conv_general_dilated(
@@ -167,6 +176,13 @@ def conv2d(x: Array, kernel: Array, impl: str) -> Array:
         ]
         patches = jnp.concatenate(shifted, axis=-1)
     return jnp.einsum("nhwk,ko->nhwo", patches, kernel.reshape(kh * kw * c_in, c_out))
+
+
+def auto_conv_impl(backend: str | None = None) -> str:
+    """What ``conv_impl="auto"`` means on ``backend`` (default: JAX's default backend,
+    read when ``apply`` is traced): ``"adaptive"`` on CPU, ``"im2col"`` elsewhere,
+    the fastest measured there (see :mod:`jmeta.models`)."""
+    return "adaptive" if (backend or jax.default_backend()) == "cpu" else "im2col"
 
 
 def batch_norm(h: Array, params: Params, num_stat_rows: int | None) -> Array:
@@ -256,7 +272,7 @@ def conv_spec(
     kernel_size: int, c_in: int, c_out: int, kernel_init: KernelInit, *, use_bias: bool
 ) -> dict[str, Any]:
     """``{"kernel": [k, k, c_in, c_out]}``, plus a zero ``"bias"`` if ``use_bias``."""
-    spec = {"kernel": kernel_init((kernel_size, kernel_size, c_in, c_out))}
+    spec: dict[str, Any] = {"kernel": kernel_init((kernel_size, kernel_size, c_in, c_out))}
     if use_bias:
         spec["bias"] = np.zeros((c_out,))
     return spec
@@ -269,7 +285,7 @@ def batch_norm_spec(channels: int) -> dict[str, Any]:
 
 def check_num_classes(num_classes: object) -> int:
     """``num_classes`` as an int, or a ValueError naming it."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+    if not is_integer(num_classes):
         raise ValueError(f"num_classes must be a positive int or None; got {num_classes!r}.")
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive; got {num_classes}.")

@@ -10,8 +10,8 @@ therefore accept modules whose only state is trainable parameters and raise a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +57,7 @@ def from_linen(module: linen.Module, example_x: Any, **apply_kwargs: Any) -> Mod
     """
     shape, dtype = tuple(example_x.shape), jnp.dtype(example_x.dtype)
 
-    def init_variables(key: PRNGKey) -> dict[str, Any]:
+    def init_variables(key: PRNGKey) -> Mapping[str, Any]:
         return module.init(key, jnp.zeros(shape, dtype), **apply_kwargs)
 
     collections = set(jax.eval_shape(init_variables, jax.random.key(0)))
@@ -72,7 +72,8 @@ def from_linen(module: linen.Module, example_x: Any, **apply_kwargs: Any) -> Mod
         return init_variables(key).get("params", {})
 
     def apply(params: Params, x: Array) -> Array:
-        return module.apply({"params": params}, x, **apply_kwargs)
+        # Not a (outputs, state) pair: from_linen refuses modules with mutable collections.
+        return cast(Array, module.apply({"params": params}, x, **apply_kwargs))
 
     return Model(init=init, apply=apply)
 
@@ -124,7 +125,7 @@ def from_nnx(
         def init(key: PRNGKey) -> Params:
             return nnx.to_pure_dict(nnx.state(factory(nnx.Rngs(key)), nnx.Param))
 
-    graphdef, _, rest = nnx.split(module, nnx.Param, ...)
+    graphdef, _, rest = nnx.split(module, nnx.Param, ...)  # type: ignore[misc]  # flax types it as variadic
     others = [".".join(map(str, path)) for path, _ in nnx.to_flat_state(rest)]
     if others:
         raise ValueError(

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.models import _layers
+from jmeta.models.policy import with_batch_norm_policy
 from jmeta.types import Array, Model, Params
 
 NUM_BLOCKS = 4
@@ -53,11 +54,17 @@ def conv4(
       batch_norm: ``"transductive"`` (statistics of the batch given to
         ``apply``), ``"support"`` (statistics of the ``reference`` batch) or
         ``"none"`` (no normalisation; the convolutions get a bias instead).
-      conv_impl: ``"im2col"`` (the default: shifted copies and one matrix
-        product, which ``vmap`` over per-task weights turns into a batched
-        matmul) or ``"xla"`` (``lax.conv_general_dilated``, which ``vmap``
-        turns into a grouped convolution). Both compute the same function;
-        see :mod:`jmeta.models` for the measured speeds.
+      conv_impl: how the convolutions are computed; all compute the same
+        function up to float rounding (see :mod:`jmeta.models` for the measured
+        speeds). ``"auto"`` (the default): the fastest measured on the backend
+        the model is traced for, ``"adaptive"`` on CPU and ``"im2col"``
+        elsewhere. ``"adaptive"``: ``lax.conv`` where ``vmap`` shares the
+        kernel between tasks, and, where every task has its own kernel, a form
+        the backend chooses (on CPU one ``lax.conv`` per task in a loop).
+        ``"im2col"``: shifted copies and one matrix product, which ``vmap``
+        over per-task weights turns into a batched matmul. ``"xla"``:
+        ``lax.conv_general_dilated``, which ``vmap`` over per-task weights
+        turns into a grouped convolution.
       dtype: dtype of the activations and of the convolution/matmul inputs, e.g.
         ``jnp.bfloat16``. ``None`` (the default): the dtype of the parameters
         given to ``apply``, so :func:`jmeta.precision.mixed_precision`, which
@@ -93,7 +100,7 @@ def conv4(
     """
     _layers.check_choice("batch_norm", batch_norm, _layers.BATCH_NORM_MODES)
     _layers.check_choice("conv_impl", conv_impl, _layers.CONV_IMPLS)
-    input_shape = tuple(input_shape)
+    input_shape = (*input_shape,)
     height, width, in_channels = input_shape
     out_height, out_width = height >> NUM_BLOCKS, width >> NUM_BLOCKS
     if out_height == 0 or out_width == 0:
@@ -138,5 +145,6 @@ def conv4(
         out = _layers.run_with_reference(body, x, reference)
         return out.astype(_layers.params_dtype(params))
 
-    apply.batch_norm_policy = batch_norm
-    return Model(init=_layers.make_init(spec, param_dtype), apply=apply)
+    return Model(
+        init=_layers.make_init(spec, param_dtype), apply=with_batch_norm_policy(apply, batch_norm)
+    )

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.models import _layers
+from jmeta.models.policy import with_batch_norm_policy
 from jmeta.types import Array, Model, Params
 
 
@@ -76,5 +77,7 @@ def mlp(
         out = _layers.dense(h, params["head"], act_dtype)
         return out.astype(_layers.params_dtype(params))
 
-    apply.batch_norm_policy = "none"  # no normalisation: each prediction is its own
-    return Model(init=_layers.make_init(spec, param_dtype), apply=apply)
+    # No normalisation: each prediction is its own.
+    return Model(
+        init=_layers.make_init(spec, param_dtype), apply=with_batch_norm_policy(apply, "none")
+    )

@@ -25,7 +25,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-BATCH_NORM_MODES: tuple[str, ...] = ("transductive", "support", "none")
+from jmeta.models._layers import BATCH_NORM_MODES
+
 ATTRIBUTE = "batch_norm_policy"
 
 

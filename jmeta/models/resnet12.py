@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from jmeta._dtypes import at_least_float32
 from jmeta.models import _layers
+from jmeta.models.policy import with_batch_norm_policy
 from jmeta.types import Array, Model, Params
 
 LEAKY_SLOPE = 0.1
@@ -82,7 +83,8 @@ def resnet12(
         and width must survive one 2x2 pooling per block.
       batch_norm: ``"transductive"``, ``"support"`` or ``"none"``, as in
         :func:`jmeta.models.conv4`. With ``"none"`` the convolutions get biases.
-      conv_impl: ``"im2col"`` (default) or ``"xla"``, as in :func:`jmeta.models.conv4`.
+      conv_impl: ``"auto"`` (default), ``"adaptive"``, ``"im2col"`` or ``"xla"``, as in
+        :func:`jmeta.models.conv4`.
       dtype: activation/compute dtype (e.g. ``jnp.bfloat16``); ``None``: the
         dtype of the parameters given to ``apply``, as in
         :func:`jmeta.models.conv4`. Batch-norm statistics are computed in
@@ -114,7 +116,7 @@ def resnet12(
     _layers.check_choice("batch_norm", batch_norm, _layers.BATCH_NORM_MODES)
     _layers.check_choice("conv_impl", conv_impl, _layers.CONV_IMPLS)
     channels = tuple(channels)
-    input_shape = tuple(input_shape)
+    input_shape = (*input_shape,)
     height, width, in_channels = input_shape
     if not channels:
         raise ValueError("resnet12: channels must name at least one block.")
@@ -165,5 +167,6 @@ def resnet12(
         out = _layers.run_with_reference(body, x, reference)
         return out.astype(_layers.params_dtype(params))
 
-    apply.batch_norm_policy = batch_norm
-    return Model(init=_layers.make_init(spec, param_dtype), apply=apply)
+    return Model(
+        init=_layers.make_init(spec, param_dtype), apply=with_batch_norm_policy(apply, batch_norm)
+    )

@@ -34,9 +34,9 @@ def task_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = TASK
     Example:
       >>> import jax
       >>> from jmeta.parallel import task_mesh
-      >>> mesh = task_mesh(jax.devices()[:2])
+      >>> mesh = task_mesh(jax.devices()[:1])
       >>> dict(mesh.shape)
-      {'tasks': 2}
+      {'tasks': 1}
     """
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
@@ -150,7 +150,7 @@ def process_task_slice(num_tasks: int, mesh: Mesh) -> slice:
     """
     check_divisible(num_tasks, mesh)
     index_map = task_sharding(mesh).addressable_devices_indices_map((num_tasks,))
-    blocks = sorted(index[0].indices(num_tasks)[:2] for index in index_map.values())
+    blocks = sorted(i[0].indices(num_tasks)[:2] for i in index_map.values() if i is not None)
     if any(stop != start for (_, stop), (start, _) in zip(blocks[:-1], blocks[1:], strict=True)):
         raise ValueError(
             "this process's devices do not hold one contiguous block of the task axis; "

@@ -1,9 +1,13 @@
 """Meta-training as a library call, with the ``jmeta`` command line as a thin layer on top.
 
+MAML on sinusoid regression (the defaults), first-order MAML on Omniglot, and predictions
+for your own images from a finished run (skipped when the examples run: each needs a full
+training run or files of your own):
+
 >>> from jmeta.train import TrainConfig, predict, train
->>> result = train(TrainConfig())            # doctest: +SKIP  (MAML, sinusoid, ~1 minute on CPU)
->>> print(result.summary())                  # doctest: +SKIP
->>> out = predict("runs/x", "my_classes", ["new.png"])  # doctest: +SKIP  (your own images)
+>>> result = train(TrainConfig())  # doctest: +SKIP
+>>> print(result.summary())  # doctest: +SKIP
+>>> out = predict("runs/x", "my_classes", ["new.png"])  # doctest: +SKIP
 >>> result = train(TrainConfig(dataset="omniglot", data_dir="../shared/data/omniglot",
 ...                            algorithm="fomaml", num_steps=2000))  # doctest: +SKIP
 

@@ -33,7 +33,7 @@ import optax
 
 import jmeta
 from jmeta.algorithms.baseline import track_feature_mean
-from jmeta.types import Array, MetaLearner, Model
+from jmeta.types import LossFn, MetaLearner, Model
 
 if TYPE_CHECKING:  # the config checks names against this registry: it imports this module
     from jmeta.train.config import TrainConfig
@@ -63,8 +63,8 @@ class LearnerSpec(NamedTuple):
 
     config: TrainConfig
     model: Model
-    loss_fn: Callable[[Array, Array], Array]
-    metrics: Mapping[str, Callable[[Array, Array], Array]]
+    loss_fn: LossFn
+    metrics: Mapping[str, LossFn]
     inner_lr: float
     inner_steps: int
     transductive: bool

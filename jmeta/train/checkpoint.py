@@ -69,9 +69,14 @@ class Checkpoints:
       keep: how many of the most recent to keep.
 
     Example:
-      >>> ckpts = Checkpoints("runs/x/checkpoints", keep=3)  # doctest: +SKIP
-      >>> ckpts.save(100, state, made_by={"algorithm": "maml"})  # doctest: +SKIP
-      >>> state = ckpts.restore(like=fresh_state)  # doctest: +SKIP
+      >>> import tempfile, jax.numpy as jnp
+      >>> from jmeta.train import Checkpoints
+      >>> ckpts = Checkpoints(tempfile.mkdtemp(), keep=3)
+      >>> ckpts.save(100, {"w": jnp.ones(2)}, made_by={"algorithm": "maml"})
+      >>> ckpts.steps()
+      [100]
+      >>> ckpts.restore(like={"w": jnp.zeros(2)})["w"]
+      Array([1., 1.], dtype=float32)
     """
 
     def __init__(self, directory: str | Path, *, keep: int = 3):
@@ -160,7 +165,7 @@ class Checkpoints:
     def newest_intact(self) -> tuple[int | None, list[tuple[int, str]]]:
         """``(step, damaged)``: the newest intact checkpoint (``None`` if none) and the
         ``(step, problem)`` of each newer one that is damaged."""
-        damaged = []
+        damaged: list[tuple[int, str]] = []
         for step in reversed(self.steps()):
             problem = self.verify(step)
             if problem is None:

@@ -33,13 +33,14 @@ import numpy as np
 from jmeta import models
 from jmeta.datasets.registry import DATASETS
 from jmeta.train.algorithms import ALGORITHMS
+from jmeta.validation import is_integer
 
 SINUSOID = "sinusoid"
 #: The preset key of any image data set without presets of its own (``tfds:NAME``).
 IMAGES = "images"
 MODELS = ("mlp", "conv4", "resnet12")
 BATCH_NORM = models.BATCH_NORM_MODES
-CONV_IMPLS = ("auto", *models.CONV_IMPLS)
+CONV_IMPLS = models.CONV_IMPLS
 META_OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 NO_SPLIT = "none"
@@ -256,8 +257,9 @@ class TrainConfig:
                          low=1, high=INT32_MAX, why=_SIZE,
                          preset={SINUSOID: 40, "mini_imagenet": 32, IMAGES: 64})
     batch_norm: str = setting("transductive", "batch-norm statistics from", choices=BATCH_NORM)
-    conv_impl: str = setting("auto", "convolutions as XLA convolutions or im2col matrix "
-                             f"products (auto: {models.DEFAULT_CONV_IMPL_REASON})",
+    conv_impl: str = setting("auto", "how convolutions are computed: adaptive, XLA "
+                             "convolutions or im2col matrix products (auto: "
+                             f"{models.DEFAULT_CONV_IMPL_REASON})",
                              choices=CONV_IMPLS)
     output_dir: str | None = setting(None, "folder for the run's files (default: "
                                      "runs/<dataset>-<algo>-<time>)")
@@ -530,17 +532,13 @@ def _typed(field: Field, value: Any) -> Any:
     if value is None and field.optional:
         return value
     if field.kind is tuple:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if is_integer(value):
             value = (value,)
-        if (
-            not isinstance(value, list | tuple)
-            or not value
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
-        ):
+        if not isinstance(value, list | tuple) or not value or not all(map(is_integer, value)):
             raise _type_error(name, "one or more integers", value)
         return tuple(int(v) for v in value)
     if field.kind is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if not is_integer(value):
             raise _type_error(name, "an integer", value)
         return int(value)
     if field.kind is float:

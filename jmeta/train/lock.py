@@ -60,9 +60,10 @@ class RunLock:
     """The exclusive lock on a run folder, held until :meth:`release` or the process ends.
 
     Example:
-      >>> lock = RunLock.acquire("runs/x")  # doctest: +SKIP
-      >>> ...  # write the run
-      >>> lock.release()  # doctest: +SKIP
+      >>> import tempfile
+      >>> from jmeta.train.lock import RunLock
+      >>> lock = RunLock.acquire(tempfile.mkdtemp())  # then write the run
+      >>> lock.release()
     """
 
     def __init__(self, folder: Path, fd: int):

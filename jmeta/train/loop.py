@@ -186,6 +186,7 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         ckpts = Checkpoints(out / outputs.CHECKPOINTS, keep=config.keep_checkpoints)
         plan = None
         if resume:
+            assert folder.record is not None  # RunFolder.open(resume=True) refuses a folder without
             plan = plan_resume(folder.record, ckpts, config, folder.saved_config(), like)
         if plan is None or plan.state is None:
             state, _ = initial_state(step, train_learner, problem.model, config.seed)

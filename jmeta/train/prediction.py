@@ -353,8 +353,16 @@ def _program(config: TrainConfig, shape, shots: int | None, num_classes: int) ->
     train_classes = None
     if ALGORITHMS[config.algorithm].pretraining:  # its classifier is sized by the training split
         train_classes = build_problem(config, splits=("train",)).train_classes
-    problem = Problem(None, None, None, model, losses.cross_entropy,
-                      {"accuracy": losses.accuracy}, shape, train_classes=train_classes)  # fmt: skip
+    problem = Problem(
+        None,
+        None,
+        None,
+        model,
+        losses.cross_entropy,
+        {"accuracy": losses.accuracy},
+        shape,
+        train_classes=train_classes,
+    )
     train_learner, _ = build_learners(config, problem)
     fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     like, _ = initial_state(fns, train_learner, model, config.seed, abstract=True)

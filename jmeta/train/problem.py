@@ -20,7 +20,7 @@ from jmeta.algorithms.baseline import pretraining_batch
 from jmeta.tasks.augment import crop_and_flip, random_affine
 from jmeta.train.algorithms import ALGORITHMS
 from jmeta.train.config import NO_SPLIT, TrainConfig
-from jmeta.types import Array, Model, PRNGKey, Task
+from jmeta.types import Array, LossFn, Model, PRNGKey, Task
 
 
 class Split(NamedTuple):
@@ -46,8 +46,8 @@ class Problem(NamedTuple):
     val: Split | None
     test: Split | None
     model: Model
-    loss_fn: Callable[[Array, Array], Array]
-    metrics: Mapping[str, Callable[[Array, Array], Array]]
+    loss_fn: LossFn
+    metrics: Mapping[str, LossFn]
     image_shape: tuple[int, ...] | None
     train_classes: int | None = None
 

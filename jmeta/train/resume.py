@@ -106,6 +106,7 @@ def plan_resume(
       ValueError: a change the rules refuse (the message says which and why).
       CheckpointMismatch: the checkpoint was made by another configuration.
     """
+    assert config.output_dir is not None  # the trainer sets it before it opens the folder
     run_dir = Path(config.output_dir)
     changed = changes(saved, config, run_dir / "config.json")
     diverged = record.get("diverged")

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,7 +78,7 @@ def test_only_the_context_adapts_and_it_starts_at_zero():
     adapt = jax.jit(lr.adapt, static_argnums=3)
     adapted = adapt(theta, task.support, None, 2)
     assert isinstance(adapted, ContextParams)
-    jax.tree.map(np.testing.assert_array_equal, adapted.params, theta)
+    chex.assert_trees_all_equal(adapted.params, theta)
     assert adapted.context.shape == (CONTEXT,) and np.abs(adapted.context).sum() > 0
     np.testing.assert_array_equal(adapt(theta, task.support, None, 0).context, np.zeros(CONTEXT))
     assert jax.tree.structure(lr.init(theta)) == jax.tree.structure(

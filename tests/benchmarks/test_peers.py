@@ -10,8 +10,6 @@ skip when it is not installed; peers whose optional library (``higher``,
 from __future__ import annotations
 
 import functools
-import json
-import subprocess
 import sys
 
 import numpy as np
@@ -19,7 +17,7 @@ import pytest
 
 from benchmarks.peers import PEERS, available_peers, get_builder, skipped_peers
 from benchmarks.peers.data import init_params, make_batch
-from benchmarks.peers.timing import REPO_ROOT, time_step
+from benchmarks.peers.timing import time_step
 from benchmarks.peers.workloads import WORKLOADS, Workload, get_workload
 
 # Benchmark harness code (peers use optax.adam and NumPy-typed scalars), not library code:
@@ -239,15 +237,3 @@ def test_workloads_shapes() -> None:
     assert sorted(batch.support_y[0]) == list(range(5))
     sinusoid = make_batch(WORKLOADS["sinusoid"], 4)
     assert sinusoid.support_x.shape == sinusoid.support_y.shape == (4, 10, 1)
-
-
-def test_run_one_cli_json() -> None:
-    """The isolated runner's CLI prints one parseable JSON record."""
-    cmd = [sys.executable, "-m", "benchmarks.peers.run_one", "--peer", "plain_jax", "--workload", "sinusoid",
-           "--batch", "2", "--warmup", "1", "--repeats", "2", "--device", "cpu", "--json"]  # fmt: skip
-    proc = subprocess.run(
-        cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True
-    )
-    record = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert record["status"] == "ok" and record["peer"] == "plain_jax" and record["tasks_per_s"] > 0
-    assert record["process_peak_rss_bytes"] > 0

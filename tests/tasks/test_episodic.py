@@ -1,5 +1,6 @@
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,6 +53,7 @@ def test_classes_and_examples_are_distinct_and_labels_consistent(sampled):
         for cls, y in zip(
             np.concatenate([s_cls[t], q_cls[t]]),
             np.concatenate([tasks.support.y[t], tasks.query.y[t]]),
+            strict=True,
         ):
             assert label_to_class.setdefault(int(y), int(cls)) == cls  # support and query agree
         assert len(set(label_to_class.values())) == 5  # distinct classes
@@ -84,7 +86,7 @@ def test_pure_function_of_the_key():
     images = labelled_images()
     sample = jax.jit(functools.partial(few_shot, ways=4, shots=1, queries=2, rotations=True))
     a, b, c = (sample(jax.random.key(k), images) for k in (3, 3, 4))
-    jax.tree.map(np.testing.assert_array_equal, a, b)
+    chex.assert_trees_all_equal(a, b)
     assert not np.array_equal(a.query.x, c.query.x)
 
 
@@ -98,7 +100,7 @@ def test_rotations_match_host_rotate_classes():
     on_host = jax.jit(functools.partial(sample_tasks, few_shot, **options))(
         jax.random.key(0), data=rotated
     )
-    jax.tree.map(np.testing.assert_array_equal, on_device, on_host)
+    chex.assert_trees_all_equal(on_device, on_host)
     # And the images really are rotated copies of source images: every rotation occurs.
     sources = images.reshape(-1, 7, 7, 1)
     turns = set()

@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +29,7 @@ def test_pure_function_of_the_key_and_jittable():
     b = jax.jit(sinusoid, static_argnames=("num_support", "num_query"))(
         jax.random.key(3), num_support=10, num_query=10
     )
-    jax.tree.map(np.testing.assert_array_equal, a, b)
+    chex.assert_trees_all_equal(a, b)
     c = sinusoid(jax.random.key(4))
     assert not np.array_equal(a.support.x, c.support.x)
 

@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,10 +21,10 @@ def test_meta_optimizer_acts_on_raveled_parameters_with_the_same_numbers(name, r
     assert all(x.ndim <= 1 for x in jax.tree.leaves(flat_state))  # SGD has no state at all
     flat_params, leaf_params = params, params
     for step in range(3):
-        grads = jax.tree.map(lambda p: jnp.sin(p * (step + 1.0)), flat_params)
+        grads = jax.tree.map(lambda p, step=step: jnp.sin(p * (step + 1.0)), flat_params)
         u, flat_state = flat.update(grads, flat_state, flat_params)
         flat_params = optax.apply_updates(flat_params, u)
         u, leaf_state = per_leaf.update(grads, leaf_state, leaf_params)
         leaf_params = optax.apply_updates(leaf_params, u)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), flat_params, leaf_params)
+    chex.assert_trees_all_close(flat_params, leaf_params, rtol=1e-6)
     assert not np.allclose(flat_params["w"], params["w"])  # the updates did something

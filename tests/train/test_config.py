@@ -320,7 +320,8 @@ def test_every_registered_algorithm_builds_a_learner_for_sinusoid_and_conv4():
             config = config.replace(algorithm=name)
             model = build_model(config, image_shape)
             classes = None if image_shape is None else 10
-            spec = LearnerSpec(config, model, loss_fn, metrics, 0.1, 1, True, image_shape, classes)
+            spec = LearnerSpec(config, model, loss_fn, metrics, 0.1, 1, True,
+                                input_shape=image_shape, train_classes=classes)  # fmt: skip
             learner = build(spec)
             params = jax.eval_shape(model.init, jax.random.key(0))
             meta_params = jax.eval_shape(learner.init, params)

@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def without_timing(records):
 
 
 def assert_trees_equal(a, b):
-    jax.tree.map(np.testing.assert_array_equal, a, b)
+    chex.assert_trees_all_equal(a, b)
 
 
 @pytest.fixture(scope="module")
