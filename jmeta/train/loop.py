@@ -180,8 +180,11 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     check_memory(config, problem, step, train_learner)  # and that a meta-batch can fit
     like, train_key = initial_state(step, train_learner, problem.model, config.seed, abstract=True)
     primary = is_primary()  # process 0 writes; the others read the folder
-    folder = outputs.RunFolder.open(out, resume=resume, overwrite=overwrite) if primary else None
-    folder = folder or ReadOnlyFolder(out)
+    folder: outputs.RunFolder | ReadOnlyFolder = (
+        outputs.RunFolder.open(out, resume=resume, overwrite=overwrite)
+        if primary
+        else ReadOnlyFolder(out)
+    )
     try:
         ckpts = Checkpoints(out / outputs.CHECKPOINTS, keep=config.keep_checkpoints)
         plan = None
@@ -209,7 +212,9 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     )
     state = to_mesh(state, mesh)
     # A host value, which jit places on the mesh (with several processes too).
-    train_key = jax.random.wrap_key_data(np.asarray(jax.random.key_data(train_key)))
+    train_key = jax.random.wrap_key_data(
+        jax.numpy.asarray(np.asarray(jax.random.key_data(train_key)))
+    )
     return Setup(
         config,
         out,
@@ -397,7 +402,7 @@ def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, 
     data already on the mesh.
     """
     sample = jmeta.tasks.batch_sampler(split.sample, meta_batch_size)
-    run = parallel.sharded_scan_steps(step, sample, length, mesh)
+    run: Any = parallel.sharded_scan_steps(step, sample, length, mesh)  # with .lower
     return run.lower(state, key, split.data).compile()
 
 
