@@ -26,7 +26,6 @@ Run from the repository root (``--quick`` for a short smoke run):
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ def train(learner, params, sample, num_steps: int, steps_per_call: int, seed: in
     """Meta-train; returns the final meta-parameters, the loss curve and whether all were finite."""
     with jax.numpy_dtype_promotion("standard"):  # optax.adam
         step = jmeta.meta_train_step(learner, optax.adam(1e-3))
-        run = jmeta.scan_steps(step.update, sample, steps_per_call)
+        run = jmeta.scan_steps(step, sample, steps_per_call)
         state = step.init(learner.init(params))
         losses, finite = [], True
         for _ in range(num_steps // steps_per_call):
@@ -74,7 +73,7 @@ def sinusoid_runs(precision: str, seeds, num_steps: int, eval_tasks: int):
     init, apply = sinusoid_mlp()
     model_apply = apply if precision == "float32" else mixed_precision(apply)
     learner = jmeta.maml(model_apply, jmeta.losses.mse, inner_lr=0.01, num_steps=1)
-    sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=25)
+    sample = jmeta.tasks.batch_sampler(jmeta.tasks.sinusoid, 25)
     out = []
     for seed in seeds:
         start = time.perf_counter()
@@ -102,7 +101,7 @@ def omniglot_runs(precision: str, seeds, num_steps: int, eval_tasks: int, channe
     learner = jmeta.maml(
         apply, jmeta.losses.cross_entropy, inner_lr=0.4, num_steps=1, metrics=metrics
     )
-    sample = lambda key: jax.vmap(train_task)(jax.random.split(key, 4))  # noqa: E731
+    sample = lambda key, data: jax.vmap(train_task)(jax.random.split(key, 4))  # noqa: E731
     out = []
     for seed in seeds:
         start = time.perf_counter()

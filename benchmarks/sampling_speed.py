@@ -76,7 +76,7 @@ def main() -> None:
     sample = functools.partial(jmeta.tasks.few_shot, **episode)
 
     def sampler(batch):
-        return jax.jit(lambda key, data: jmeta.tasks.sample_tasks(sample, key, batch, images=data))
+        return jax.jit(lambda key, data: jmeta.tasks.sample_tasks(sample, key, batch, data))
 
     sample_1000, sample_32 = sampler(1000), sampler(32)
     t_1000 = best_time(lambda: sample_1000(jax.random.key(0), images), args.repeats)
@@ -99,9 +99,7 @@ def main() -> None:
 
     def scanned(draw, data):
         # ``data`` is an argument, not a closed-over constant (XLA would constant-fold it).
-        @functools.partial(jax.jit, donate_argnums=0)
-        def run(state, key, data):
-            return jmeta.scan_steps(step.update, lambda k: draw(k, data), args.chunk)(state, key)
+        run = jmeta.scan_steps(step, draw, args.chunk)
 
         holder = {"state": fresh()}
 
@@ -111,9 +109,7 @@ def main() -> None:
 
         return best_time(call, args.step_repeats)
 
-    t_scan_sampled = scanned(
-        lambda k, data: jmeta.tasks.sample_tasks(sample, k, 32, images=data), images
-    )
+    t_scan_sampled = scanned(lambda k, data: jmeta.tasks.sample_tasks(sample, k, 32, data), images)
     t_scan_fixed = scanned(lambda k, fixed: fixed, tasks)
 
     share = t_32 / t_step

@@ -53,7 +53,7 @@ def workload(name: str):
 
     init, apply = sinusoid_mlp()
     learner = jmeta.maml(apply, jmeta.losses.mse, inner_lr=0.01, num_steps=1)
-    sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=64)
+    sample = jmeta.tasks.batch_sampler(jmeta.tasks.sinusoid, 64)
     return learner, init(jax.random.key(0)), sample, 64
 
 
@@ -68,7 +68,7 @@ def build(path: str, learner, sample, num_devices: int, steps: int):
     axis = "tasks" if path in ("shard_map", "pmap") else None
     step = jmeta.meta_train_step(learner, optax.adam(1e-3), axis_name=axis)
     if path == "one device":
-        return step.init, jmeta.scan_steps(step.update, sample, steps)
+        return step.init, jmeta.scan_steps(step, sample, steps)
     if path == "pmap":
         update, sample_jit = parallel.pmap_step(step, devices), jax.jit(sample)
 

@@ -66,10 +66,8 @@ def default_job_step():
     problem = build_problem(config)
     learner, _ = build_learners(config, problem)
     step = jmeta.meta_train_step(learner, meta_optimizer(config))
-    sample = functools.partial(
-        jmeta.tasks.sample_tasks, problem.train.sample,
-        batch_size=config.meta_batch_size, data=problem.train.data,
-    )  # fmt: skip
+    # Sinusoid tasks read no data (problem.train.data is ()).
+    sample = jmeta.tasks.batch_sampler(problem.train.sample, config.meta_batch_size)
     return step, sample, lambda: initial_state(step, learner, problem.model, config.seed)[0]
 
 
@@ -99,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Many steps per call vs one step per call (sampling inside the call).
     train, sample, init_state = default_job_step()
-    runs = {n: jmeta.scan_steps(train.update, sample, n) for n in (1, STEPS_PER_CALL)}
+    runs = {n: jmeta.scan_steps(train, sample, n) for n in (1, STEPS_PER_CALL)}
     states = {n: init_state() for n in runs}
     key = jax.random.key(1)
 

@@ -169,6 +169,7 @@ def _train(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     from jmeta.train import TrainingDiverged, config_from_dict, load_config, saved_config
     from jmeta.train.lock import RunFolderBusy
     from jmeta.train.loop import run, setup
+    from jmeta.train.processes import initialize
 
     options = vars(args)
     resume = options.pop("resume", False)
@@ -192,6 +193,8 @@ def _train(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
                     parser.error(f"--config: {err}")
                 sources.file_fields = set(values)
             config = config_from_dict({**values, **flags}, base)
+            # Several processes: join them first, a timeout reported as one line.
+            initialize(config, report=lambda err: f"jmeta train: error: {sources.message(err)}")
             prepared = setup(config, resume=resume, overwrite=overwrite)
         except (ValueError, TypeError, OSError, RunFolderBusy) as err:
             parser.error(sources.message(err))

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jmeta.types import MetaLearner, MetaParams, Task
 from jmeta.validation import check_positive_int
@@ -67,22 +68,28 @@ def evaluate(
     num_steps: int | None = None,
     batch_size: int = 100,
     data: Any = None,
+    mesh: Mesh | None = None,
 ) -> dict[str, Estimate]:
     """Score ``meta_params`` on ``num_tasks`` fixed tasks.
 
     Args:
       learner: the algorithm.
       meta_params: its meta-parameters.
-      sample_task: ``(key) -> Task``, one task per key (e.g.
-        ``functools.partial(jmeta.tasks.sinusoid, num_support=10)``).
+      sample_task: a task sampler ``(key, data) -> Task``, one task per key
+        (e.g. ``functools.partial(jmeta.tasks.sinusoid, num_support=10)``).
       num_tasks: 600 by convention.
       seed: names the task set.
       num_steps: inner steps at test time (``None``: the training value).
       batch_size: tasks evaluated at once (bounds memory; no effect on results).
-      data: if given, a pytree of arrays passed as ``sample_task(key, data)``, an
-        argument of the compiled evaluation. Arrays closed over by
-        ``sample_task`` are compiled into the program as constants instead,
-        which is slow for a data set of more than a few megabytes.
+      data: the pytree of arrays passed as ``sample_task(key, data)`` (``None``
+        if the sampler needs none), an argument of the compiled evaluation.
+        Arrays closed over by ``sample_task`` would be compiled into the
+        program as constants instead, which is slow for a data set of more
+        than a few megabytes.
+      mesh: a 1-D device mesh (:func:`jmeta.parallel.task_mesh`) over which
+        each batch of ``batch_size`` tasks is split (``batch_size`` must be
+        a multiple of its size); ``None``: the default device. The scores do
+        not depend on it beyond float rounding.
 
     Returns:
       ``{metric: Estimate}``, e.g. ``{"loss": ..., "loss_before": ...,
@@ -102,9 +109,21 @@ def evaluate(
       ['loss', 'loss_before']
     """
     num_tasks = check_positive_int("num_tasks", num_tasks)
-    batch_size = check_positive_int("batch_size", min(batch_size, num_tasks))
-    run = _evaluate_all(learner, sample_task, num_steps, batch_size, data is not None)
-    per_task = jax.device_get(run(meta_params, task_keys(seed, num_tasks), data))
+    batch_size = check_positive_int("batch_size", batch_size)
+    if mesh is None:
+        batch_size = min(batch_size, num_tasks)
+    elif len(mesh.axis_names) != 1 or batch_size % mesh.size:
+        raise ValueError(
+            f"batch_size={batch_size} must be a multiple of the {mesh.size} devices of "
+            f"mesh (a 1-D mesh; got axes {mesh.axis_names}), so that every device "
+            "evaluates the same number of tasks."
+        )
+    run = _evaluate_all(learner, sample_task, num_steps, batch_size, num_tasks, mesh)
+    keys = task_keys(seed, -(-num_tasks // batch_size) * batch_size)  # whole batches
+    # As host values, which jit places wherever the mesh is (several processes too).
+    raw_keys = np.asarray(jax.random.key_data(keys))
+    per_task = jax.device_get(run(meta_params, raw_keys, data))
+    per_task = {name: np.asarray(v)[:num_tasks] for name, v in per_task.items()}
     valid = per_task.pop("labels_valid", None)
     if valid is not None and not np.all(valid):
         bad = np.flatnonzero(~np.asarray(valid, bool))
@@ -117,15 +136,31 @@ def evaluate(
     return {name: mean_ci(values) for name, values in per_task.items()}
 
 
-@functools.lru_cache(maxsize=32)  # one compilation per (learner, sampler, steps)
-def _evaluate_all(learner, sample_task, num_steps, batch_size, with_data):
+@functools.lru_cache(maxsize=32)  # one compilation per (learner, sampler, steps, ...)
+def _evaluate_all(learner, sample_task, num_steps, batch_size, num_tasks, mesh):
+    """A jitted ``(meta_params, keys, data) -> per-task metrics`` over whole batches.
+
+    The keys (a multiple of ``batch_size``, the tasks past ``num_tasks`` only
+    padding) are evaluated ``batch_size`` at a time (``vmap``), one batch
+    after another (``lax.map``), each batch split over ``mesh`` if given.
+    """
+
     def one(meta_params, key, data):
         task_key, eval_key = jax.random.split(key)
-        task = sample_task(task_key, data) if with_data else sample_task(task_key)
-        return learner.evaluate(meta_params, task, eval_key, num_steps)
+        return learner.evaluate(meta_params, sample_task(task_key, data), eval_key, num_steps)
 
-    @jax.jit
-    def run(meta_params, keys, data):
-        return jax.lax.map(lambda k: one(meta_params, k, data), keys, batch_size=batch_size)
+    def batch(meta_params, keys, data):
+        if mesh is not None:
+            keys = jax.lax.with_sharding_constraint(
+                keys, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+            )
+        return jax.vmap(lambda k: one(meta_params, k, data))(keys)
 
-    return run
+    def run(meta_params, raw_keys, data):
+        batches = jax.random.wrap_key_data(raw_keys).reshape(-1, batch_size)
+        per_batch = jax.lax.map(lambda k: batch(meta_params, k, data), batches)
+        return jax.tree_util.tree_map(lambda v: v.reshape(-1, *v.shape[2:]), per_batch)
+
+    if mesh is None:
+        return jax.jit(run)
+    return jax.jit(run, out_shardings=NamedSharding(mesh, PartitionSpec()))

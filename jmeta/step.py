@@ -6,8 +6,16 @@ The meta-objective over a batch of :math:`T` tasks is the mean per-task loss,
 
 computed with ``jax.vmap`` over the task axis (no Python loop over tasks); its
 gradient is applied by any optax optimizer. :func:`meta_train_step` returns the
-pure functions; :func:`jit_step` and :func:`scan_steps` compile them, the
-latter running many meta-steps, task sampling included, in one call.
+pure functions as a :class:`MetaTrainStep`; :func:`jit_step` and
+:func:`scan_steps` compile one, the latter running many meta-steps, task
+sampling included, in one call (and so do the sharded helpers of
+:mod:`jmeta.parallel`).
+
+One data contract runs through all of them: a task sampler is
+``(key, data) -> Task``, where ``data`` is a pytree of device-resident arrays
+(a data set's images, or ``None``) passed as an argument of the compiled
+function, never closed over (a closed-over array is compiled into the program
+as a constant).
 
 Two options bound memory and spread the work: ``chunk_size`` evaluates the
 batch as sequential chunks of vmapped tasks, each chunk's backward pass done
@@ -20,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +64,7 @@ def batched_meta_loss(
     per task (a ``[T]`` array of typed keys, or ``[T, 2]`` raw ``uint32`` keys).
     """
     check_task(tasks, batched=True)
-    keys = _task_keys(key, tasks.support.x.shape[0])
+    keys = per_task_keys(key, tasks.support.x.shape[0])
     losses, metrics = jax.vmap(learner.meta_loss, in_axes=(None, 0, 0))(meta_params, tasks, keys)
     return losses.mean(), jax.tree_util.tree_map(jnp.mean, metrics)
 
@@ -102,7 +110,7 @@ def meta_gradient(
     _check_learner(learner)
     check_task(tasks, batched=True)
     num_tasks = tasks.support.x.shape[0]
-    keys = _task_keys(key, num_tasks)
+    keys = per_task_keys(key, num_tasks)
     if axis_name is not None:
         meta_params = device_varying(meta_params, axis_name)
     if chunk_size is not None:
@@ -170,11 +178,19 @@ def _check_learner(learner: object) -> None:
         )
 
 
-def _task_keys(key: PRNGKey, num_tasks: int) -> PRNGKey:
+def per_task_keys(key: PRNGKey, num_tasks: int) -> PRNGKey:
     """One PRNG key per task: ``split(key, num_tasks)``, or ``key`` if it already is.
 
     Accepts typed keys (``jax.random.key``: one key has shape ``()``) and raw
-    ``uint32`` keys (``jax.random.PRNGKey``: one key has shape ``(2,)``).
+    ``uint32`` keys (``jax.random.PRNGKey``: one key has shape ``(2,)``). Task
+    ``t`` of a meta-batch gets the ``t``-th key wherever it runs, which is
+    what makes a step split over devices equal the one-device step.
+
+    Example:
+      >>> import jax
+      >>> from jmeta.step import per_task_keys
+      >>> per_task_keys(jax.random.key(0), 4).shape
+      (4,)
     """
     if not isinstance(key, jax.Array):
         raise TypeError(
@@ -302,16 +318,36 @@ def nonfinite_cause(metrics: Metrics) -> str:
     return "the meta-gradient is not finite"
 
 
-def jit_step(step: MetaTrainStep) -> Callable:
-    """``jax.jit`` of ``step.update`` with the state's buffers donated."""
-    return jax.jit(step.update, donate_argnums=0)
+def check_step(step: object, name: str = "step") -> MetaTrainStep:
+    """``step`` if it is a :class:`MetaTrainStep`; else a ``TypeError`` naming ``name``.
+
+    For the helpers that compile a step (here and in :mod:`jmeta.parallel`).
+    """
+    if not isinstance(step, MetaTrainStep):
+        raise TypeError(
+            f"{name} must be a jmeta.MetaTrainStep (made by jmeta.meta_train_step); got "
+            f"{type(step).__name__}. To wrap its update, pass step._replace(update=...)."
+        )
+    return step
+
+
+def jit_step(step: MetaTrainStep) -> Callable[..., tuple[MetaTrainState, Metrics]]:
+    """Compile one meta-step: ``jax.jit`` of ``step.update``, the state's buffers donated.
+
+    Args:
+      step: a :class:`MetaTrainStep`.
+
+    Returns:
+      ``update(state, tasks, key) -> (state, metrics)``, compiled.
+    """
+    return jax.jit(check_step(step).update, donate_argnums=0)
 
 
 def scan_steps(
-    update: Callable,
-    sample_tasks: Callable[[PRNGKey], Task],
+    step: MetaTrainStep,
+    sample_tasks: Callable[[PRNGKey, Any], Task],
     num_steps: int,
-) -> Callable[[MetaTrainState, PRNGKey], tuple[MetaTrainState, Metrics]]:
+) -> Callable[..., tuple[MetaTrainState, Metrics]]:
     """Run ``num_steps`` meta-steps, sampling included, in one compiled call.
 
     Step ``s`` (counted by ``state.step``) draws its tasks and its step key from
@@ -321,37 +357,46 @@ def scan_steps(
     unchanged and would be retried with the same tasks: the trainer stops on it.)
 
     Args:
-      update: ``step.update`` of a :class:`MetaTrainStep`.
-      sample_tasks: ``(key) -> batch of tasks``, pure and jittable (e.g.
-        ``functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid,
-        batch_size=25)``).
+      step: a :class:`MetaTrainStep`.
+      sample_tasks: ``(key, data) -> batch of tasks``, pure and jittable,
+        e.g. ``lambda key, data: jmeta.tasks.sample_tasks(jmeta.tasks.sinusoid,
+        key, 25, data)``.
       num_steps: meta-steps per call.
 
     Returns:
-      A jitted ``(state, key) -> (state, metrics)`` whose metrics have a
-      leading axis of ``num_steps``; the state's buffers are donated.
+      A jitted ``run(state, key, data=None) -> (state, metrics)`` whose metrics
+      have a leading axis of ``num_steps``; ``data`` is passed to every
+      ``sample_tasks`` call as an argument of the compiled program; the
+      state's buffers are donated.
+
+    Example:
+      >>> import jax, optax, jmeta
+      >>> model = jmeta.models.mlp((1, 40, 40, 1))
+      >>> learner = jmeta.maml(model.apply, jmeta.losses.mse, inner_lr=0.01)
+      >>> step = jmeta.meta_train_step(learner, optax.sgd(1e-3))
+      >>> sample = lambda key, data: jmeta.tasks.sample_tasks(jmeta.tasks.sinusoid, key, 8, data)
+      >>> run = jmeta.scan_steps(step, sample, 5)
+      >>> state, metrics = run(step.init(learner.init(model.init(jax.random.key(0)))),
+      ...                      jax.random.key(1))
+      >>> int(state.step), metrics["loss"].shape
+      (5, (5,))
     """
-    return jax.jit(_scan_run(update, sample_tasks, num_steps), donate_argnums=0)
-
-
-def _scan_run(
-    update: Callable, sample_tasks: Callable[[PRNGKey], Task], num_steps: int
-) -> Callable[[MetaTrainState, PRNGKey], tuple[MetaTrainState, Metrics]]:
-    """The uncompiled ``(state, key) -> (state, metrics)`` of :func:`scan_steps`.
-
-    For wrappers that compile it their own way (:mod:`jmeta.parallel` adds
-    shardings).
-    """
+    check_step(step)
     num_steps = check_positive_int("num_steps", num_steps)
+    if not callable(sample_tasks):
+        raise TypeError(
+            f"sample_tasks must be a function (key, data) -> Task; got "
+            f"{type(sample_tasks).__name__}."
+        )
 
-    def run(state, key):
+    def run(state: MetaTrainState, key: PRNGKey, data: Any = None):
         def body(state, _):
             task_key, step_key = jax.random.split(jax.random.fold_in(key, state.step))
-            return update(state, sample_tasks(task_key), step_key)
+            return step.update(state, sample_tasks(task_key, data), step_key)
 
         return jax.lax.scan(body, state, None, length=num_steps)
 
-    return run
+    return jax.jit(run, donate_argnums=0)
 
 
 def evaluate_tasks(
@@ -368,7 +413,7 @@ def evaluate_tasks(
     :func:`jmeta.evaluate` for the full 95%-confidence protocol.
     """
     check_task(tasks, batched=True)
-    keys = _task_keys(key, tasks.support.x.shape[0])
+    keys = per_task_keys(key, tasks.support.x.shape[0])
     return jax.vmap(lambda t, k: learner.evaluate(meta_params, t, k, num_steps))(tasks, keys)
 
 

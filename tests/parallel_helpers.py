@@ -1,7 +1,5 @@
 """Shared pieces of the multi-device tests: a learner and tasks that differ across devices."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,7 +34,9 @@ def heterogeneous_tasks(key, num_tasks=NUM_TASKS):
     )
 
 
-sample_heterogeneous = functools.partial(heterogeneous_tasks, num_tasks=NUM_TASKS)
+def sample_heterogeneous(key, data=None):
+    """A batch sampler `(key, data) -> Task` of NUM_TASKS heterogeneous tasks (no data)."""
+    return heterogeneous_tasks(key, NUM_TASKS)
 
 
 #: float32 tolerance for "the same computation split differently over devices":

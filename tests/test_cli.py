@@ -75,6 +75,15 @@ def test_help_lists_commands_and_every_config_field(capsys):
         (["--num-steps", "3000000000"],
          "--num-steps must be <= 2147483647 (the step counter is int32); got 3000000000"),
         (["--meta-lr", "1e39"], "--meta-lr must lie between 1.4e-45 and 3.4e+38 to be a float32"),
+        # Issue 15: the devices (tests have 8 simulated CPU devices).
+        (["--devices", "9"], "--devices 9 is more than the 8 cpu device(s) this process has."),
+        (["--devices", "0"], "--devices must be >= 1; got 0"),
+        (["--meta-batch-size", "12"],
+         "--meta-batch-size (12) must split evenly over the 8 devices that run it (--devices 8, "
+         "all of them, by default): use a multiple of 8 tasks (e.g. 16), or --devices 1 or 2 or "
+         "3 or 4 or 6."),
+        (["--meta-batch-size", "12", "--devices", "8"],
+         "--meta-batch-size (12) must split evenly over the 8 devices that run it (--devices 8)"),
     ],
 )  # fmt: skip
 def test_bad_flags_get_one_clear_line(argv, message, capsys, tmp_path):
@@ -145,7 +154,8 @@ def test_every_field_round_trips_through_its_generated_flag():
     """Each field's flag parses back to the value: flags are generated from the fields."""
     config = TrainConfig(dataset="omniglot", data_dir="d", image_size=28, augment=True, ways=7,
                          test_inner_steps=(2, 4), first_order=True, conv_impl="xla",
-                         output_dir="o", meta_lr=0.5, rotations=False)  # fmt: skip
+                         output_dir="o", meta_lr=0.5, rotations=False, devices=2,
+                         coordinator_address="h:1", num_processes=2, process_id=1)  # fmt: skip
     argv = ["train"]
     for name, value in config.to_dict().items():
         flag = "--algo" if name == "algorithm" else "--" + name.replace("_", "-")
@@ -230,7 +240,7 @@ def test_divergence_exits_1_with_the_step(tmp_path, capsys):
     argv = ["train", "--meta-optimizer", "sgd", "--meta-lr", "1e4", "--inner-lr", "1e4",
             "--num-steps", "100", "--steps-per-call", "2", "--eval-interval", "0",
             "--checkpoint-interval", "0", "--width", "8", "--meta-batch-size", "4",
-            "--output-dir", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
+            "--devices", "1", "--output-dir", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
     status, _, err = run(argv, capsys)
     assert status == 1
     assert "jmeta train: stopped: meta-step" in err and "non-finite" in err

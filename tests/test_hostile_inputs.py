@@ -282,8 +282,25 @@ CASES = {
         TypeError,
         "key must be a PRNG key",
     ),
+    "jit_step of an update function": Case(
+        lambda: jmeta.jit_step(STEP(optax.sgd(0.1)).update),
+        TypeError,
+        "step must be a jmeta.MetaTrainStep",
+    ),
+    "evaluate batch not split over the mesh": Case(
+        lambda: jmeta.evaluate(
+            LEARNER,
+            THETA,
+            jmeta.tasks.sinusoid,
+            num_tasks=8,
+            batch_size=12,
+            mesh=jmeta.parallel.task_mesh(),
+        ),
+        ValueError,
+        "batch_size=12 must be a multiple of the 8 devices of mesh",
+    ),
     "scan_steps num_steps": Case(
-        lambda: jmeta.scan_steps(STEP(optax.sgd(0.1)).update, lambda k: tasks(4), 0),
+        lambda: jmeta.scan_steps(STEP(optax.sgd(0.1)), lambda k, d: tasks(4), 0),
         ValueError,
         "num_steps must be >= 1",
     ),

@@ -1,7 +1,5 @@
 """Mixed precision: bf16 compute, float32 parameters, gradients and losses; finite 2nd order."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,9 +57,9 @@ def test_hundreds_of_second_order_bf16_steps_stay_finite_and_learn():
     apply = mixed_precision(lambda p, x: mlp_apply(p, x, jax.nn.relu))
     lr = jmeta.maml(apply, jmeta.losses.mse, inner_lr=0.01, num_steps=2)
     step = jmeta.meta_train_step(lr, optax.adam(3e-3))
-    sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=10)
+    sample = jmeta.tasks.batch_sampler(jmeta.tasks.sinusoid, 10)
     state = step.init(mlp_init(jax.random.key(0), sizes=(1, 40, 40, 1)))
-    state, metrics = jmeta.scan_steps(step.update, sample, 300)(state, jax.random.key(1))
+    state, metrics = jmeta.scan_steps(step, sample, 300)(state, jax.random.key(1))
     assert bool(metrics["finite"].all()) and int(state.step) == 300
     for name in ("loss", "grad_norm", "inner_loss_first", "inner_loss_last"):
         assert np.isfinite(metrics[name]).all(), name

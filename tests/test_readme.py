@@ -30,8 +30,10 @@ def test_every_linked_file_exists():
 
 
 @pytest.mark.standard_promotion  # optax.adam
-def test_library_example_runs(capsys):
-    (example,) = blocks("python")
-    exec(compile(example, "README.md example", "exec"), {})
+@pytest.mark.parametrize("index", [0, 1])
+def test_library_examples_run(index, capsys):
+    examples = blocks("python")
+    assert len(examples) == 2  # the sinusoid example; your own Flax model and task sampler
+    exec(compile(examples[index], f"README.md example {index + 1}", "exec"), {})
     out = capsys.readouterr().out
     assert "meta-loss" in out and "±" in out  # the Estimate prints as mean ± ci95

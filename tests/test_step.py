@@ -1,7 +1,5 @@
 """Meta-steps: vmap equals a loop, jit equals no jit, no retracing, NaN safety, learning."""
 
-import functools
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -12,7 +10,7 @@ from toy import mlp_apply, mlp_init
 
 import jmeta
 
-SAMPLE = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=4)
+SAMPLE = jmeta.tasks.batch_sampler(jmeta.tasks.sinusoid, 4)
 
 
 def learner():
@@ -84,7 +82,7 @@ def test_nonfinite_step_leaves_the_state_unchanged():
 def test_scan_steps_equals_repeated_single_steps_and_any_chunking():
     step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
     key = jax.random.key(5)
-    scanned, metrics = jmeta.scan_steps(step.update, SAMPLE, 4)(
+    scanned, metrics = jmeta.scan_steps(step, SAMPLE, 4)(
         step.init(mlp_init(jax.random.key(0))), key
     )
     state = step.init(mlp_init(jax.random.key(0)))
@@ -96,7 +94,7 @@ def test_scan_steps_equals_repeated_single_steps_and_any_chunking():
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), scanned, state
     )
     assert metrics["loss"].shape == (4,)
-    run2 = jmeta.scan_steps(step.update, SAMPLE, 2)
+    run2 = jmeta.scan_steps(step, SAMPLE, 2)
     chunked, _ = run2(*[step.init(mlp_init(jax.random.key(0))), key])
     chunked, _ = run2(chunked, key)
     jax.tree.map(
@@ -113,8 +111,8 @@ def test_sinusoid_meta_loss_falls(builder, inner_lr):
     model_params = mlp_init(jax.random.key(0), sizes=(1, 40, 40, 1))
     lr = builder(lambda p, x: mlp_apply(p, x, jax.nn.relu), jmeta.losses.mse, inner_lr=inner_lr)
     step = jmeta.meta_train_step(lr, optax.adam(3e-3))
-    sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=25)
-    run = jmeta.scan_steps(step.update, sample, 100)
+    sample = jmeta.tasks.batch_sampler(jmeta.tasks.sinusoid, 25)
+    run = jmeta.scan_steps(step, sample, 100)
     state = step.init(lr.init(model_params))
     losses = []
     for i in range(3):

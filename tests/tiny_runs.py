@@ -20,6 +20,7 @@ TINY_SINUSOID = {
     "val_tasks": 8,
     "eval_tasks": 16,
     "test_inner_steps": (1, 2),
+    "devices": 1,  # fast on the tests' 8 simulated devices; test_devices.py uses more
 }
 
 
@@ -64,6 +65,7 @@ def tiny_omniglot(output_dir: Path, data_dir: Path, **changes) -> TrainConfig:
         "queries": 2,
         "test_queries": 2,
         "meta_batch_size": 2,
+        "devices": 1,
         "width": 4,
         "num_steps": 6,
         "steps_per_call": 3,

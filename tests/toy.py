@@ -39,8 +39,10 @@ CLUSTER_DIMS = (4, 12)  # signal and noise features of clusters_task
 MIX = np.linalg.qr(np.random.default_rng(1234).normal(size=(16, 16)))[0]  # a fixed rotation
 
 
-def clusters_task(key, ways=5, shots=2, queries=3):
+def clusters_task(key, data=None, *, ways=5, shots=2, queries=3):
     """A few-shot classification task of Gaussian clusters hidden among noise features.
+
+    A task sampler ``(key, data) -> Task``; ``data`` is unused.
 
     Each class has a random mean in a 4-d signal subspace (tight clusters); 12
     more features are loud noise, and a fixed rotation mixes the two, so raw
@@ -48,6 +50,7 @@ def clusters_task(key, ways=5, shots=2, queries=3):
     out. Labels are ``0..ways-1`` repeated; support has ``ways * shots``
     examples, query ``ways * queries``, 16 features each.
     """
+    del data
     signal_dims, noise_dims = CLUSTER_DIMS
     k_mean, k_signal, k_noise = jax.random.split(key, 3)
     means = 2.0 * jax.random.normal(k_mean, (ways, signal_dims))
@@ -101,10 +104,10 @@ def clusters_accuracy_before_and_after(learner, steps=100, train_ways=10, test_w
     )
     score = jax.jit(lambda p: jax.vmap(lambda t: learner.evaluate(p, t)["accuracy"])(test).mean())
     step = jmeta.meta_train_step(learner, optax.adam(1e-2))
-    sample = functools.partial(jmeta.tasks.sample_tasks, train, batch_size=8)
+    sample = jmeta.tasks.batch_sampler(train, 8)
     meta_params = learner.init(embed_init(jax.random.key(0)))
     before = float(score(meta_params))
-    state, metrics = jmeta.scan_steps(step.update, sample, steps)(
+    state, metrics = jmeta.scan_steps(step, sample, steps)(
         step.init(jax.tree.map(jnp.copy, meta_params)), jax.random.key(1)
     )
     after = float(score(state.meta_params))

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jmeta.parallel.mesh import TASKS, task_mesh
-from jmeta.step import MetaTrainState, MetaTrainStep, _task_keys
+from jmeta.step import MetaTrainState, MetaTrainStep, check_step, per_task_keys
 from jmeta.types import Metrics, PRNGKey, Task
 from jmeta.validation import check_task
 
@@ -54,7 +54,7 @@ def unreplicate(tree: Any) -> Any:
 
 
 def pmap_step(
-    step: MetaTrainStep | Update,
+    step: MetaTrainStep,
     devices: Sequence[jax.Device] | None = None,
     *,
     axis_name: str = TASKS,
@@ -62,8 +62,8 @@ def pmap_step(
     """``jax.pmap`` a per-device meta-step over ``devices`` (default: all local ones).
 
     Args:
-      step: a :class:`~jmeta.MetaTrainStep` (or its ``update``) built with
-        ``axis_name`` equal to this function's ``axis_name``.
+      step: a :class:`~jmeta.MetaTrainStep` built with ``axis_name`` equal
+        to this function's ``axis_name``.
       devices: the devices to map over.
       axis_name: the pmapped axis name that the step averages over.
 
@@ -78,7 +78,7 @@ def pmap_step(
     Raises:
       ValueError: if the tasks do not split evenly over the devices.
     """
-    update = step.update if isinstance(step, MetaTrainStep) else step
+    update = check_step(step).update
     devices = list(jax.local_devices() if devices is None else devices)
     num_devices = len(devices)
     mapped = jax.pmap(update, axis_name=axis_name, devices=devices, donate_argnums=0)
@@ -93,7 +93,7 @@ def pmap_step(
                 f"{num_devices} tasks."
             )
         per_device = lambda a: a.reshape(num_devices, num_tasks // num_devices, *a.shape[1:])  # noqa: E731
-        return jax.tree_util.tree_map(per_device, (tasks, _task_keys(key, num_tasks)))
+        return jax.tree_util.tree_map(per_device, (tasks, per_task_keys(key, num_tasks)))
 
     split = jax.jit(split)
 

@@ -19,36 +19,30 @@ axis_name=...)`` first casts the parameters to device-varying
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 from jax.sharding import Mesh, PartitionSpec
 
 from jmeta._vma import varying_axes
-from jmeta.parallel.mesh import axis_name_of, num_tasks_of, replicated
-from jmeta.parallel.sharded import place
-from jmeta.step import MetaTrainState, MetaTrainStep, _task_keys
-from jmeta.types import Metrics, PRNGKey, Task
-
-Update = Callable[[MetaTrainState, Task, PRNGKey], tuple[MetaTrainState, Metrics]]
+from jmeta.parallel.mesh import axis_name_of, check_divisible, num_tasks_of
+from jmeta.step import MetaTrainStep, check_step, per_task_keys
 
 
-def shard_map_step(step: MetaTrainStep | Update, mesh: Mesh, *, donate: bool = True) -> Update:
-    """Run a per-device meta-step on every device of ``mesh`` with ``shard_map``.
+def shard_map_step(step: MetaTrainStep, mesh: Mesh) -> MetaTrainStep:
+    """The per-device meta-step ``step`` run on every device of ``mesh`` with ``shard_map``.
 
     Args:
-      step: a :class:`~jmeta.MetaTrainStep` (or its ``update``) built with
-        ``axis_name`` equal to the mesh's axis name (``"tasks"`` for
-        :func:`~jmeta.parallel.task_mesh`).
+      step: a :class:`~jmeta.MetaTrainStep` built with ``axis_name`` equal to
+        the mesh's axis name (``"tasks"`` for :func:`~jmeta.parallel.task_mesh`).
       mesh: a 1-D task mesh.
-      donate: donate the state's buffers.
 
     Returns:
-      A compiled ``update(state, tasks, key) -> (state, metrics)`` taking the
-      global batch of tasks; device ``d`` trains on the ``d``-th contiguous
-      block of it. Task ``t`` gets the ``t``-th of ``jax.random.split(key, T)``
-      wherever it runs, so the result equals the single-device step's. It can
-      also be passed to :func:`~jmeta.parallel.sharded_scan_steps`.
+      A :class:`~jmeta.MetaTrainStep` with the same ``init`` whose ``update(state,
+      tasks, key)`` takes the global batch of tasks; device ``d`` trains on the
+      ``d``-th contiguous block of it. Task ``t`` gets the ``t``-th of
+      ``jax.random.split(key, T)`` wherever it runs, so the result equals the
+      single-device step's. Compile it like any step, over the same mesh:
+      :func:`~jmeta.parallel.sharded_step` or
+      :func:`~jmeta.parallel.sharded_scan_steps`.
 
     Raises:
       ValueError: if the tasks do not split evenly over the mesh, or (at trace
@@ -57,19 +51,20 @@ def shard_map_step(step: MetaTrainStep | Update, mesh: Mesh, *, donate: bool = T
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jmeta
-      >>> from jmeta.parallel import shard_map_step, task_mesh
+      >>> from jmeta.parallel import shard_map_step, sharded_step, task_mesh
       >>> apply = lambda p, x: jnp.tanh(x @ p["w"]) @ p["head"]
       >>> params = {"w": jnp.full((1, 16), 0.3), "head": jnp.zeros((16, 1))}
       >>> learner = jmeta.maml(apply, jmeta.losses.mse, inner_lr=0.01)
       >>> step = jmeta.meta_train_step(learner, optax.sgd(1e-3), axis_name="tasks")
-      >>> update = shard_map_step(step, task_mesh())
+      >>> mesh = task_mesh()
+      >>> update = sharded_step(shard_map_step(step, mesh), mesh)
       >>> num_tasks = 4 * jax.device_count()
       >>> tasks = jmeta.tasks.sample_tasks(jmeta.tasks.sinusoid, jax.random.key(1), num_tasks)
       >>> state, metrics = update(step.init(params), tasks, jax.random.key(2))
       >>> int(state.step)
       1
     """
-    update = step.update if isinstance(step, MetaTrainStep) else step
+    update = check_step(step).update
     axis = axis_name_of(mesh)
 
     def local(state, tasks, keys):
@@ -84,13 +79,12 @@ def shard_map_step(step: MetaTrainStep | Update, mesh: Mesh, *, donate: bool = T
         out_specs=(PartitionSpec(), PartitionSpec()),
     )
 
-    rep = replicated(mesh)
-    compiled = jax.jit(
-        lambda state, tasks, key: mapped(state, tasks, _task_keys(key, num_tasks_of(tasks))),
-        out_shardings=(rep, rep),
-        donate_argnums=0 if donate else (),
-    )
-    return lambda state, tasks, key: compiled(*place(mesh, state, tasks), key)
+    def mapped_update(state, tasks, key):
+        num_tasks = num_tasks_of(tasks)
+        check_divisible(num_tasks, mesh)
+        return mapped(state, tasks, per_task_keys(key, num_tasks))
+
+    return step._replace(update=mapped_update)
 
 
 def _check_invariant(state, metrics, axis: str) -> None:

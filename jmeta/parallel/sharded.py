@@ -10,12 +10,13 @@ all-reduce that the mean over tasks needs. Nothing in the step changes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 from jax.sharding import Mesh
 
 from jmeta.parallel.mesh import check_divisible, num_tasks_of, replicated, task_sharding
-from jmeta.step import MetaTrainState, MetaTrainStep, _scan_run
+from jmeta.step import MetaTrainState, MetaTrainStep, check_step, scan_steps
 from jmeta.types import Metrics, PRNGKey, Task
 
 Update = Callable[[MetaTrainState, Task, PRNGKey], tuple[MetaTrainState, Metrics]]
@@ -31,12 +32,12 @@ def constrain_tasks(tasks: Task, mesh: Mesh) -> Task:
     return jax.lax.with_sharding_constraint(tasks, task_sharding(mesh))
 
 
-def sharded_step(step: MetaTrainStep | Update, mesh: Mesh, *, donate: bool = True) -> Update:
+def sharded_step(step: MetaTrainStep, mesh: Mesh, *, donate: bool = True) -> Update:
     """Compile a meta-step with its task axis sharded over ``mesh``.
 
     Args:
-      step: a :class:`~jmeta.MetaTrainStep` (or its ``update``) built without
-        ``axis_name``.
+      step: a :class:`~jmeta.MetaTrainStep` built without ``axis_name``, or
+        the one :func:`~jmeta.parallel.shard_map_step` returns.
       mesh: a 1-D task mesh (:func:`~jmeta.parallel.task_mesh`).
       donate: donate the state's buffers.
 
@@ -61,7 +62,7 @@ def sharded_step(step: MetaTrainStep | Update, mesh: Mesh, *, donate: bool = Tru
       >>> int(state.step)
       1
     """
-    update = step.update if isinstance(step, MetaTrainStep) else step
+    update = check_step(step).update
     rep = replicated(mesh)
     compiled = jax.jit(
         lambda state, tasks, key: update(state, constrain_tasks(tasks, mesh), key),
@@ -73,6 +74,8 @@ def sharded_step(step: MetaTrainStep | Update, mesh: Mesh, *, donate: bool = Tru
 
 def place(mesh: Mesh, state: MetaTrainState, tasks: Task | None = None):
     """Put ``state`` replicated and ``tasks`` split on ``mesh`` (no-ops if they are).
+
+    (:func:`place_data` puts a sampler's ``data`` replicated.)
 
     Done before every compiled call, so the first call (host or one-device
     arrays) and later calls (the previous call's outputs) see the same input
@@ -102,34 +105,64 @@ def place(mesh: Mesh, state: MetaTrainState, tasks: Task | None = None):
     return state, jax.device_put(tasks, task_sharding(mesh))
 
 
+def place_data(mesh: Mesh, data: Any) -> Any:
+    """A sampler's ``data`` replicated on ``mesh``: a no-op for arrays already there.
+
+    Copies an array placed elsewhere on every call: place it once with
+    :func:`~jmeta.parallel.replicate` instead.
+    """
+    rep = replicated(mesh)
+
+    def put(x):
+        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(rep, x.ndim):
+            return x
+        return jax.device_put(x, rep)
+
+    return jax.tree_util.tree_map(put, data)
+
+
 def sharded_scan_steps(
-    step: MetaTrainStep | Update,
-    sample_tasks: Callable[[PRNGKey], Task],
+    step: MetaTrainStep,
+    sample_tasks: Callable[[PRNGKey, Any], Task],
     num_steps: int,
     mesh: Mesh,
-) -> Callable[[MetaTrainState, PRNGKey], tuple[MetaTrainState, Metrics]]:
+) -> Callable[..., tuple[MetaTrainState, Metrics]]:
     """:func:`jmeta.scan_steps` over a mesh: sampling and steps in one compiled call.
 
     Each step's tasks are sampled inside the compiled program and constrained
     to the task sharding, so the compiler can split the sampling over the
-    devices too, and no task data crosses the host. Step ``s`` uses ``fold_in(key, s)`` exactly as
-    :func:`jmeta.scan_steps`, so a sharded run reproduces a single-device run.
+    devices too, and no task data crosses the host. Step ``s`` uses
+    ``fold_in(key, s)`` exactly as :func:`jmeta.scan_steps`, so a sharded run
+    reproduces a single-device run.
 
     Args:
-      step: a :class:`~jmeta.MetaTrainStep` (or its ``update``) built without
-        ``axis_name``, or the ``update`` returned by
-        :func:`~jmeta.parallel.shard_map_step`.
-      sample_tasks: ``(key) -> batch of tasks``, pure and jittable.
+      step: a :class:`~jmeta.MetaTrainStep` built without ``axis_name``, or
+        the one :func:`~jmeta.parallel.shard_map_step` returns.
+      sample_tasks: ``(key, data) -> batch of tasks``, pure and jittable.
       num_steps: meta-steps per call.
       mesh: a 1-D task mesh.
 
     Returns:
-      A compiled ``(state, key) -> (state, metrics)``; state donated, outputs
-      replicated, metrics with a leading axis of ``num_steps``.
+      A compiled ``run(state, key, data=None) -> (state, metrics)``; ``data``
+      (the sampler's arrays) is an argument, replicated on the mesh (place it
+      once with :func:`~jmeta.parallel.replicate`, or it is copied on every
+      call); state donated, outputs replicated, metrics with a leading axis of
+      ``num_steps``. Its ``lower(state, key, data=None)`` lowers it ahead of
+      time as a jitted function's does (``.compile()`` then gives a function
+      of inputs already placed on the mesh).
     """
-    update = step.update if isinstance(step, MetaTrainStep) else step
+    check_step(step)
     rep = replicated(mesh)
-    run = _scan_run(update, lambda key: constrain_tasks(sample_tasks(key), mesh), num_steps)
-
+    run = scan_steps(
+        step, lambda key, data: constrain_tasks(sample_tasks(key, data), mesh), num_steps
+    )
     compiled = jax.jit(run, out_shardings=(rep, rep), donate_argnums=0)
-    return lambda state, key: compiled(*place(mesh, state), key)
+
+    def placed(state: MetaTrainState, key: PRNGKey, data: Any = None):
+        return compiled(*place(mesh, state), key, place_data(mesh, data))
+
+    def lower(state: MetaTrainState, key: PRNGKey, data: Any = None):
+        return compiled.lower(*place(mesh, state), key, place_data(mesh, data))
+
+    placed.lower = lower  # type: ignore[attr-defined]
+    return placed

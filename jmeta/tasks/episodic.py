@@ -88,7 +88,7 @@ def few_shot(
       >>> task = few_shot(jax.random.key(0), images, ways=5, shots=1, queries=15)
       >>> task.support.x.shape, task.query.y.shape
       ((5, 28, 28, 1), (75,))
-      >>> tasks = sample_tasks(few_shot, jax.random.key(1), 32, images=images,
+      >>> tasks = sample_tasks(few_shot, jax.random.key(1), 32, images,
       ...                      ways=5, shots=1, queries=15, rotations=True)
       >>> tasks.support.x.shape
       (32, 5, 28, 28, 1)

@@ -7,6 +7,8 @@ Each task is :math:`y = A \sin(x - \varphi)` with amplitude
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -28,7 +30,7 @@ def sinusoid_params(key: PRNGKey) -> tuple[Array, Array]:
     return amplitude, phase
 
 
-def sinusoid(key: PRNGKey, num_support: int = 10, num_query: int = 10) -> Task:
+def sinusoid(key: PRNGKey, data: Any = None, *, num_support: int = 10, num_query: int = 10) -> Task:
     """Sample one sinusoid regression task.
 
     A pure function of ``key``: jittable and vmappable, so batches of tasks are
@@ -36,6 +38,8 @@ def sinusoid(key: PRNGKey, num_support: int = 10, num_query: int = 10) -> Task:
 
     Args:
       key: a PRNG key.
+      data: ignored: sinusoid tasks need no data set. The argument is there so
+        that ``sinusoid`` is a task sampler ``(key, data) -> Task`` like any other.
       num_support: support points ``K`` (10 in the MAML paper's 10-shot setting).
       num_query: query points.
 
@@ -48,6 +52,7 @@ def sinusoid(key: PRNGKey, num_support: int = 10, num_query: int = 10) -> Task:
       >>> task.support.x.shape, task.query.y.shape
       ((5, 1), (3, 1))
     """
+    del data
     num_support = check_positive_int("num_support", num_support)
     num_query = check_positive_int("num_query", num_query)
     amplitude, phase = sinusoid_params(key)

@@ -101,7 +101,6 @@ class Checkpoints:
           WriteError: the checkpoint could not be written (read-only folder,
             full disk, ...); the earlier checkpoints are untouched.
         """
-        import orbax.checkpoint as ocp
 
         step = int(step)
         tmp = self.directory / f".{step}.partial"
@@ -110,7 +109,9 @@ class Checkpoints:
             self._clean()
             tmp.mkdir()
             with _quiet_orbax():
-                ocp.PyTreeCheckpointer().save(tmp / STATE, state)
+                if jax.process_count() > 1:  # process 0 alone writes the host copy
+                    state = jax.device_get(state)
+                _checkpointer().save(tmp / STATE, state)
             files = {
                 p.relative_to(tmp).as_posix(): _sha256(p)
                 for p in sorted((tmp / STATE).rglob("*"))
@@ -257,7 +258,7 @@ class Checkpoints:
         restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
         try:
             with _quiet_orbax():
-                host = ocp.PyTreeCheckpointer().restore(
+                host = _checkpointer().restore(
                     folder / STATE,
                     args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args),
                 )
@@ -328,6 +329,23 @@ def _check_made_by(made_by: Mapping[str, Any], expect: Mapping[str, Any], what: 
 
 def _comparable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def _checkpointer():
+    """Orbax's PyTree checkpointer; with several processes, one that acts in this process alone.
+
+    A run of several processes saves from process 0 only (the host copy of the
+    replicated state) and every process restores on its own, so neither may
+    wait for the others at orbax's barriers.
+    """
+    import orbax.checkpoint as ocp
+
+    if jax.process_count() == 1:
+        return ocp.PyTreeCheckpointer()
+    me = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    handler = ocp.PyTreeCheckpointHandler(multiprocessing_options=options)
+    return ocp.Checkpointer(handler, multiprocessing_options=options)
 
 
 @contextlib.contextmanager

@@ -272,6 +272,19 @@ class TrainConfig:
                               "jmeta eval score it")
     early_stop: int = setting(0, "stop after this many validations without improvement (0: "
                               "never)", low=0, high=INT32_MAX, why=_STEPS)
+    devices: int | None = setting(None, "devices of this process to split each meta-batch and "
+                                  "evaluation batch over (default: all of them)", low=1,
+                                  high=INT32_MAX, why=_SIZE)
+    coordinator_address: str | None = setting(None, "host:port of process 0, to train with "
+                                              "several processes (jax.distributed; default: "
+                                              "$JAX_COORDINATOR_ADDRESS, or SLURM's under srun)")
+    num_processes: int | None = setting(None, "processes of a run with several (default: as "
+                                        "JAX finds it)", low=1, high=INT32_MAX, why=_SIZE)
+    process_id: int | None = setting(None, "this process's number, 0 to --num-processes - 1 "
+                                     "(default: as JAX finds it)", low=0, high=INT32_MAX,
+                                     why=_SIZE)
+    coordinator_timeout: int = setting(300, "seconds to wait for every process to join",
+                                       low=1, high=INT32_MAX, why=_SIZE)
     # fmt: on
 
     #: Fields given when the config was made (the others were derived).

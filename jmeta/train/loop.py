@@ -1,11 +1,13 @@
 """The meta-training loop: compiled chunks of meta-steps, validation, checkpoints, test.
 
 The loop is deliberately thin. Each compiled call runs ``steps_per_call``
-meta-steps with :func:`jmeta.scan_steps`, task sampling included, the data
-set passed as an argument. Step ``s`` draws its tasks from
-``fold_in(train_key, s)``, so a run does not depend on how it is cut into
-calls, and one resumed from a checkpoint continues bit for bit as it would
-have. Between calls the loop logs, validates and checkpoints.
+meta-steps with :func:`jmeta.parallel.sharded_scan_steps`, task sampling
+included, the data set passed as an argument, each meta-batch split over the
+devices of :func:`jmeta.train.devices.train_mesh` (all local devices by
+default). Step ``s`` draws its tasks from ``fold_in(train_key, s)``, so a run
+does not depend on how it is cut into calls (nor, beyond float rounding, on
+the number of devices), and one resumed from a checkpoint continues bit for
+bit as it would have. Between calls the loop logs, validates and checkpoints.
 
 The run folder is held for the whole run (:class:`~jmeta.train.outputs.RunFolder`:
 a lock, the marker, replacement only once the new run has started) and only
@@ -14,7 +16,6 @@ finite states are checkpointed (see :class:`TrainingDiverged`).
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from contextlib import suppress
@@ -23,8 +24,10 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 import jmeta
+from jmeta import parallel
 from jmeta.datasets.conversion import conversion_for
 from jmeta.step import MetaTrainState, nonfinite_cause
 from jmeta.train import best as best_lib
@@ -32,9 +35,11 @@ from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.config import TrainConfig, resolve_config
+from jmeta.train.devices import to_mesh, train_mesh
 from jmeta.train.logs import MetricsLog, plot_curves, read_metrics, write_json
 from jmeta.train.memory import check_memory
 from jmeta.train.problem import Problem, Split, build_problem
+from jmeta.train.processes import NoLog, ReadOnlyFolder, initialize, is_primary
 from jmeta.train.results import Scores, format_scores, scores_to_json
 from jmeta.train.resume import made_by, plan_resume
 from jmeta.train.scoring import test_scores, validate
@@ -146,8 +151,10 @@ class Setup(NamedTuple):
     state: MetaTrainState
     train_key: jax.Array
     checkpoints: Checkpoints
-    folder: outputs.RunFolder
+    folder: outputs.RunFolder | ReadOnlyFolder
     resumed: bool
+    mesh: Mesh
+    primary: bool
 
 
 def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Setup:
@@ -163,6 +170,8 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         raise ValueError("--resume and --overwrite contradict each other; pass one.")
     if resume and config.output_dir is None:
         raise ValueError("--resume needs --output-dir: the folder of the run to continue.")
+    initialize(config)  # joins the other processes of a run of several
+    mesh = train_mesh(config)  # checks --devices and the meta-batch against the devices
     problem = build_problem(config)  # checks the data before anything is written
     out = Path(config.output_dir) if config.output_dir else outputs.default_output_dir(config)
     config = config.replace(output_dir=str(out))
@@ -170,7 +179,12 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     step = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     check_memory(config, problem, step, train_learner)  # and that a meta-batch can fit
     like, train_key = initial_state(step, train_learner, problem.model, config.seed, abstract=True)
-    folder = outputs.RunFolder.open(out, resume=resume, overwrite=overwrite)
+    primary = is_primary()  # process 0 writes; the others read the folder
+    folder: outputs.RunFolder | ReadOnlyFolder = (
+        outputs.RunFolder.open(out, resume=resume, overwrite=overwrite)
+        if primary
+        else ReadOnlyFolder(out)
+    )
     try:
         ckpts = Checkpoints(out / outputs.CHECKPOINTS, keep=config.keep_checkpoints)
         plan = None
@@ -184,12 +198,37 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         shape = problem.image_shape
         images = None if shape is None else conversion_for(config.dataset, shape)
         folder.start(config, resumed=plan.entry if plan else None, images=images)  # first write
-        for stale in plan.stale if plan else ():
+        for stale in plan.stale if plan and primary else ():
             ckpts.delete(stale)
     except BaseException:
         folder.close()
         raise
-    return Setup(config, out, problem, step, test_learner, state, train_key, ckpts, folder, resume)
+    problem = problem._replace(  # each split's data replicated on the devices, once
+        **{
+            role: split._replace(data=to_mesh(split.data, mesh))
+            for role in ("train", "val", "test")
+            if (split := getattr(problem, role)) is not None
+        }
+    )
+    state = to_mesh(state, mesh)
+    # A host value, which jit places on the mesh (with several processes too).
+    train_key = jax.random.wrap_key_data(
+        jax.numpy.asarray(np.asarray(jax.random.key_data(train_key)))
+    )
+    return Setup(
+        config,
+        out,
+        problem,
+        step,
+        test_learner,
+        state,
+        train_key,
+        ckpts,
+        folder,
+        resume,
+        mesh,
+        primary,
+    )
 
 
 def run(prepared: Setup, *, progress: bool = True, started: float | None = None) -> TrainResult:
@@ -203,23 +242,29 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
     first = int(state.step)
     assert problem.train is not None and problem.test is not None  # setup loads every split
     try:
-        log = MetricsLog(
-            out / outputs.METRICS,
-            resume_step=first if prepared.resumed else None,
-            tensorboard_dir=out / outputs.TENSORBOARD,
+        log = (
+            MetricsLog(
+                out / outputs.METRICS,
+                resume_step=first if prepared.resumed else None,
+                tensorboard_dir=out / outputs.TENSORBOARD,
+            )
+            if prepared.primary
+            else NoLog(out / outputs.METRICS)
         )
         try:
             state, best = _run(
                 config, problem, prepared.step, prepared.test_learner, state,
-                prepared.train_key, prepared.checkpoints, log, progress, folder,
+                prepared.train_key, prepared.checkpoints, log, progress, folder, prepared.mesh,
             )  # fmt: skip
             folder.started()
             tested, tested_step = state.meta_params, int(state.step)
             if config.keep_best and best.step is not None:
                 tested_step = best.step
                 tested = best_lib.best_checkpoints(out).restore(like=state, step=best.step)
-                tested = tested.meta_params
-            test = test_scores(config, prepared.test_learner, tested, problem.test)
+                tested = to_mesh(tested.meta_params, prepared.mesh)
+            test = test_scores(
+                config, prepared.test_learner, tested, problem.test, mesh=prepared.mesh
+            )
             for inner_steps, scores in test.items():
                 log.write(_record("test", tested_step, scores, inner_steps=inner_steps))
         finally:
@@ -230,10 +275,12 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
             results.update(tested_step=tested_step, best=best.to_json(),
                            stopped={"reason": reason, "step": int(state.step),
                                     "validations_without_improvement": best.since})  # fmt: skip
-        write_json(out / outputs.RESULTS, results)
         seconds = time.perf_counter() - started
-        _add_timing(out / outputs.TIMINGS, first, int(state.step), seconds, prepared.resumed)
-        plot_curves(read_metrics(out / outputs.METRICS), out / outputs.CURVES, title=_title(config))
+        if prepared.primary:
+            write_json(out / outputs.RESULTS, results)
+            _add_timing(out / outputs.TIMINGS, first, int(state.step), seconds, prepared.resumed)
+            curves = read_metrics(out / outputs.METRICS)
+            plot_curves(curves, out / outputs.CURVES, title=_title(config))
     except BaseException:
         folder.abandon()  # puts a replaced run back if the new one never started
         raise
@@ -252,7 +299,7 @@ def _add_timing(path: Path, first: int, last: int, seconds: float, resumed: bool
     write_json(path, {"sessions": sessions})
 
 
-def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress, folder):
+def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress, folder, mesh):
     """Meta-steps from ``state.step`` to ``config.num_steps`` (or an early stop).
 
     Returns ``(final state, validation standing)``; the standing is ``None``
@@ -284,7 +331,7 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
             if length not in compiled:
                 bar.set_description_str(f"compiling {length} steps")
                 compiled[length] = compile_steps(
-                    step, problem.train, config.meta_batch_size, length, state, train_key
+                    step, problem.train, config.meta_batch_size, length, state, train_key, mesh
                 )
                 bar.set_description_str(f"{config.algorithm} {config.dataset}")
             tick = time.perf_counter()
@@ -306,7 +353,7 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
                 _diverged(config, done + applied, metrics, applied, ckpts, folder)
             done = int(state.step)
             if config.eval_interval and done % config.eval_interval == 0 and problem.val:
-                scores = validate(config, test_learner, state.meta_params, problem.val)
+                scores = validate(config, test_learner, state.meta_params, problem.val, mesh=mesh)
                 log.write(_record("val", done, scores, inner_steps=config.test_inner_steps[0]))
                 postfix.update(_postfix({k: v.mean for k, v in scores.items()}, config, "val "))
                 bar.set_postfix(postfix)
@@ -340,24 +387,22 @@ def _save(config: TrainConfig, step: int, state, ckpts: Checkpoints, folder) -> 
             step,
             ckpts.latest(),
         )
+    if isinstance(folder, ReadOnlyFolder):
+        return  # process 0 writes the checkpoints
     ckpts.save(step, state, made_by=made_by(config))
     if not folder.record.get("checkpointed"):
         folder.update(checkpointed=True)
 
 
-def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, key):
+def compile_steps(step, split: Split, meta_batch_size: int, length: int, state, key, mesh: Mesh):
     """Ahead-of-time compile ``length`` meta-steps, sampling included, data as an argument.
 
-    Returns ``(state, key, data) -> (state, metrics)`` with the state donated.
+    :func:`jmeta.parallel.sharded_scan_steps` over ``mesh``. Returns ``(state,
+    key, data) -> (state, metrics)`` with the state donated, for a state and
+    data already on the mesh.
     """
-
-    @functools.partial(jax.jit, donate_argnums=0)
-    def run(state, key, data):
-        def sample(k):
-            return jmeta.tasks.sample_tasks(split.sample, k, meta_batch_size, data=data)
-
-        return jmeta.scan_steps(step.update, sample, length)(state, key)
-
+    sample = jmeta.tasks.batch_sampler(split.sample, meta_batch_size)
+    run: Any = parallel.sharded_scan_steps(step, sample, length, mesh)  # with .lower
     return run.lower(state, key, split.data).compile()
 
 
@@ -376,7 +421,8 @@ def _diverged(config, step: int, metrics, applied: int, ckpts: Checkpoints, fold
     loss = float(at_step["loss"])
     dropped = ""
     if ckpts.latest() == step:  # its next step is the one that failed, whatever the step size
-        ckpts.delete(step)
+        if not isinstance(folder, ReadOnlyFolder):
+            ckpts.delete(step)
         dropped = f"Checkpoint {step} was deleted: its next step is the one that failed. "
     last = ckpts.latest()
     folder.update(diverged={"step": step + 1, "meta_lr": config.meta_lr, "last_good": last})

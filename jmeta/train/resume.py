@@ -31,7 +31,10 @@ from jmeta.train.checkpoint import CheckpointDamaged, Checkpoints
 from jmeta.train.config import PARAMETER_FIELDS, TrainConfig
 
 #: Fields a resumed run may change: none alters the steps already taken.
-RESUMABLE = ("num_steps", "meta_lr", "data_dir", "output_dir")
+RESUMABLE = (
+    "num_steps", "meta_lr", "data_dir", "output_dir", "devices", "coordinator_address",
+    "num_processes", "process_id", "coordinator_timeout",
+)  # fmt: skip
 
 
 def made_by(config: TrainConfig) -> dict[str, Any]:
@@ -61,7 +64,8 @@ def changes(saved: TrainConfig, config: TrainConfig, where: Path) -> dict[str, l
         raise ValueError(
             f"--resume: the configuration differs from the one saved in {where}: "
             + "; ".join(differ)
-            + ". Only --num-steps and --meta-lr (and where the data are) may change on resume."
+            + ". Only --num-steps and --meta-lr (and where the data are and the devices that "
+            "run it) may change on resume."
         )
     return {
         name: [getattr(saved, name), getattr(config, name)]

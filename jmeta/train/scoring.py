@@ -24,12 +24,13 @@ from jmeta.train.resume import expected
 from jmeta.types import MetaLearner
 
 
-def validate(config: TrainConfig, learner: MetaLearner, meta_params, split: Split):
+def validate(config: TrainConfig, learner: MetaLearner, meta_params, split: Split, *, mesh=None):
     """Scores on ``val_tasks`` validation tasks (seed ``eval_seed + 1``), first test-time steps.
 
     Like the test, ``meta_batch_size`` tasks are evaluated at a time (a bound on
     memory, which matters on CPU: im2col convolutions copy each activation 9
-    times); the scores do not depend on it.
+    times); the scores do not depend on it. ``mesh``: the devices each batch
+    is split over (see :func:`jmeta.evaluate`).
     """
     return jmeta.evaluate(
         learner,
@@ -40,10 +41,13 @@ def validate(config: TrainConfig, learner: MetaLearner, meta_params, split: Spli
         num_steps=config.test_inner_steps[0],
         batch_size=config.meta_batch_size,
         data=split.data,
+        mesh=mesh,
     )
 
 
-def test_scores(config: TrainConfig, learner: MetaLearner, meta_params, split: Split) -> Scores:
+def test_scores(
+    config: TrainConfig, learner: MetaLearner, meta_params, split: Split, *, mesh=None
+) -> Scores:
     """Scores on the ``eval_tasks`` fixed test tasks, once per ``test_inner_steps`` entry."""
     return {
         k: jmeta.evaluate(
@@ -55,6 +59,7 @@ def test_scores(config: TrainConfig, learner: MetaLearner, meta_params, split: S
             num_steps=k,
             batch_size=config.meta_batch_size,
             data=split.data,
+            mesh=mesh,
         )
         for k in config.test_inner_steps
     }

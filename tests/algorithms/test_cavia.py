@@ -103,8 +103,8 @@ def test_sinusoid_query_loss_falls():
     relu = concat_context(functools.partial(mlp_apply, activation=jax.nn.relu))
     lr = cavia(relu, jmeta.losses.mse, context_size=4, inner_lr=1.0, num_steps=1)
     step = jmeta.meta_train_step(lr, optax.adam(3e-3))
-    sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=10)
-    run = jmeta.scan_steps(step.update, sample, 100)
+    sample = jmeta.tasks.batch_sampler(jmeta.tasks.sinusoid, 10)
+    run = jmeta.scan_steps(step, sample, 100)
     state = step.init(lr.init(mlp_init(jax.random.key(0), sizes=(5, 40, 40, 1))))
     losses = []
     for i in range(3):

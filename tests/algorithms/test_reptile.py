@@ -117,8 +117,8 @@ def test_sinusoid_query_loss_falls():
     relu = functools.partial(mlp_apply, activation=jax.nn.relu)
     learner = reptile(relu, jmeta.losses.mse, inner_lr=0.02, num_steps=5)
     step = jmeta.meta_train_step(learner, optax.sgd(1.0))
-    sample = functools.partial(jmeta.tasks.sample_tasks, jmeta.tasks.sinusoid, batch_size=10)
-    run = jmeta.scan_steps(step.update, sample, 100)
+    sample = jmeta.tasks.batch_sampler(jmeta.tasks.sinusoid, 10)
+    run = jmeta.scan_steps(step, sample, 100)
     state = step.init(learner.init(mlp_init(jax.random.key(0), sizes=(1, 40, 40, 1))))
     losses = []
     for i in range(3):

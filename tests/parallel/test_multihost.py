@@ -78,9 +78,7 @@ def test_two_processes_equal_one_process(tmp_path):
     )
     step = jmeta.meta_train_step(learner(), optax.adam(1e-2))
     state, metrics = jax.jit(step.update)(step.init(init_params()), tasks, key)
-    scanned, _ = jmeta.scan_steps(step.update, sample_heterogeneous, 2)(
-        step.init(init_params()), key
-    )
+    scanned, _ = jmeta.scan_steps(step, sample_heterogeneous, 2)(step.init(init_params()), key)
 
     slices = []
     for i in range(NUM_PROCESSES):

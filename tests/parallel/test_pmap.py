@@ -20,7 +20,7 @@ def test_pmap_adam_steps_equal_single_device_without_retracing():
     single_step = jmeta.meta_train_step(learner(), optax.adam(1e-2))
     step = jmeta.meta_train_step(learner(), optax.adam(1e-2), axis_name="tasks")
     counter = TraceCounter(step.update)
-    update, single = parallel.pmap_step(counter), jax.jit(single_step.update)
+    update, single = parallel.pmap_step(step._replace(update=counter)), jax.jit(single_step.update)
     state = parallel.replicate_for_pmap(step.init(init_params()))
     expected = step.init(init_params())
     for i in range(3):

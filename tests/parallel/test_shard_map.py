@@ -88,7 +88,8 @@ def test_shard_map_adam_steps_equal_single_device_without_retracing(mesh):
     single_step = jmeta.meta_train_step(learner(), optax.adam(1e-2))
     step = jmeta.meta_train_step(learner(), optax.adam(1e-2), axis_name="tasks")
     counter = TraceCounter(step.update)
-    update, single = parallel.shard_map_step(counter, mesh), jax.jit(single_step.update)
+    mapped = parallel.shard_map_step(step._replace(update=counter), mesh)
+    update, single = parallel.sharded_step(mapped, mesh), jax.jit(single_step.update)
     state, expected = step.init(init_params()), step.init(init_params())
     for i in range(3):
         tasks, key = heterogeneous_tasks(jax.random.key(10 + i)), jax.random.key(i)
@@ -103,9 +104,7 @@ def test_shard_map_chunked_scan_steps_equal_scan_steps(mesh):
     plain = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
     step = jmeta.meta_train_step(learner(), optax.sgd(1e-2), axis_name="tasks", chunk_size=1)
     key = jax.random.key(5)
-    expected, _ = jmeta.scan_steps(plain.update, sample_heterogeneous, 2)(
-        plain.init(init_params()), key
-    )
+    expected, _ = jmeta.scan_steps(plain, sample_heterogeneous, 2)(plain.init(init_params()), key)
     run = parallel.sharded_scan_steps(
         parallel.shard_map_step(step, mesh), sample_heterogeneous, 2, mesh
     )
@@ -117,7 +116,7 @@ def test_shard_map_chunked_scan_steps_equal_scan_steps(mesh):
 def test_step_without_axis_name_is_rejected(mesh):
     step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
     with pytest.raises(ValueError, match="axis_name='tasks'"):
-        parallel.shard_map_step(step, mesh)(
+        parallel.sharded_step(parallel.shard_map_step(step, mesh), mesh)(
             step.init(init_params()), heterogeneous_tasks(jax.random.key(1)), jax.random.key(2)
         )
 
@@ -126,5 +125,7 @@ def test_not_divisible_names_both_numbers(mesh):
     step = jmeta.meta_train_step(learner(), optax.sgd(1e-2), axis_name="tasks")
     tasks = heterogeneous_tasks(jax.random.key(1), num_tasks=20)
     with pytest.raises(ValueError, match=r"20 tasks .* 8 devices"):
-        parallel.shard_map_step(step, mesh)(step.init(init_params()), tasks, jax.random.key(2))
+        parallel.shard_map_step(step, mesh).update(
+            step.init(init_params()), tasks, jax.random.key(2)
+        )
     assert jnp.ones(()).dtype == jnp.float32

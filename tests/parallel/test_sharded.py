@@ -1,6 +1,7 @@
 """jit + NamedSharding over 8 simulated devices equals one device."""
 
 import jax
+import jax.numpy as jnp
 import optax
 import pytest
 from jax.sharding import PartitionSpec
@@ -40,7 +41,7 @@ def test_sharded_meta_gradient_equals_single_device(mesh):
 def test_sharded_adam_steps_equal_single_device_without_retracing(mesh):
     step = jmeta.meta_train_step(learner(), optax.adam(1e-2))
     counter = TraceCounter(step.update)
-    sharded = parallel.sharded_step(counter, mesh)
+    sharded = parallel.sharded_step(step._replace(update=counter), mesh)
     single = jax.jit(step.update)
     params = init_params()
     state, expected = step.init(params), step.init(init_params())
@@ -60,7 +61,7 @@ def test_sharded_adam_steps_equal_single_device_without_retracing(mesh):
 def test_sharded_scan_steps_equal_scan_steps(mesh):
     step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
     key = jax.random.key(5)
-    expected, expected_metrics = jmeta.scan_steps(step.update, sample_heterogeneous, 3)(
+    expected, expected_metrics = jmeta.scan_steps(step, sample_heterogeneous, 3)(
         step.init(init_params()), key
     )
     run = parallel.sharded_scan_steps(step, sample_heterogeneous, 3, mesh)
@@ -86,3 +87,25 @@ def test_meta_batch_not_divisible_by_devices_names_both_numbers(mesh):
     with pytest.raises(ValueError, match=r"12 tasks .* 8 devices"):
         parallel.sharded_step(step, mesh)(step.init(init_params()), tasks, jax.random.key(0))
     assert NUM_TASKS % 8 == 0
+
+
+def test_sharded_scan_steps_take_the_data_as_an_argument(mesh):
+    """The sampler's data is an argument of the compiled call: new data, no retrace."""
+    step = jmeta.meta_train_step(learner(), optax.sgd(1e-2))
+
+    def sample(key, scale):  # a (key, data) -> Task sampler reading its data
+        tasks = sample_heterogeneous(key)
+        return tasks._replace(query=tasks.query._replace(y=tasks.query.y * scale))
+
+    counter = TraceCounter(sample)
+    run = parallel.sharded_scan_steps(step, counter, 2, mesh)
+    single = jmeta.scan_steps(step, sample, 2)
+    key, kernels = jax.random.key(5), []
+    for scale in (1.0, 3.0):
+        data = parallel.replicate(jnp.float32(scale), mesh)
+        state, _ = run(step.init(init_params()), key, data)
+        expected, _ = single(step.init(init_params()), key, jnp.float32(scale))
+        assert_trees_close(state, expected)
+        kernels.append(state.meta_params["head"]["kernel"])
+    assert counter.count == 1  # one trace: the data is not a constant of the program
+    assert not jnp.allclose(kernels[0], kernels[1])  # and it is read

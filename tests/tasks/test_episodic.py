@@ -30,7 +30,7 @@ def identify(x):
 def sampled():
     images = labelled_images()
     sample = jax.jit(
-        lambda key, imgs: sample_tasks(few_shot, key, 400, images=imgs, ways=5, shots=2, queries=3)
+        lambda key, imgs: sample_tasks(few_shot, key, 400, imgs, ways=5, shots=2, queries=3)
     )
     return images, jax.device_get(sample(jax.random.key(0), images))
 
@@ -95,10 +95,10 @@ def test_rotations_match_host_rotate_classes():
     rotated = rotate_classes(images)
     options = dict(batch_size=50, ways=5, shots=2, queries=2)
     on_device = jax.jit(functools.partial(sample_tasks, few_shot, rotations=True, **options))(
-        jax.random.key(0), images=images
+        jax.random.key(0), data=images
     )
     on_host = jax.jit(functools.partial(sample_tasks, few_shot, **options))(
-        jax.random.key(0), images=rotated
+        jax.random.key(0), data=rotated
     )
     chex.assert_trees_all_equal(on_device, on_host)
     # And the images really are rotated copies of source images: every rotation occurs.
@@ -171,7 +171,8 @@ def test_fixed_evaluation_tasks_are_shared_across_algorithms():
     ``loss_before`` on 60 tasks means the algorithms were scored on the same tasks.
     """
     images = labelled_images(classes=10, per_class=6, size=4)
-    sampler = functools.partial(few_shot, images=jnp.asarray(images), ways=3, shots=1, queries=2)
+    sampler = functools.partial(few_shot, ways=3, shots=1, queries=2)
+    images = jnp.asarray(images)
 
     def apply(params, x):
         return x.reshape(x.shape[0], -1) @ params["head"]["kernel"]
@@ -180,9 +181,11 @@ def test_fixed_evaluation_tasks_are_shared_across_algorithms():
     scores = {}
     for name, build in (("maml", jmeta.maml), ("meta_sgd", jmeta.meta_sgd)):
         learner = build(apply, jmeta.losses.cross_entropy, inner_lr=0.5)
-        scores[name] = jmeta.evaluate(learner, learner.init(params), sampler, num_tasks=60, seed=3)
+        scores[name] = jmeta.evaluate(
+            learner, learner.init(params), sampler, num_tasks=60, seed=3, data=images
+        )
     before = {name: s["loss_before"].mean for name, s in scores.items()}
     assert before["maml"] == before["meta_sgd"]
     learner = jmeta.maml(apply, jmeta.losses.cross_entropy, inner_lr=0.5)
-    other = jmeta.evaluate(learner, params, sampler, num_tasks=60, seed=4)
+    other = jmeta.evaluate(learner, params, sampler, num_tasks=60, seed=4, data=images)
     assert other["loss_before"].mean != before["maml"]

@@ -26,7 +26,9 @@ def test_shapes_ranges_and_function():
 
 def test_pure_function_of_the_key_and_jittable():
     a = sinusoid(jax.random.key(3))
-    b = jax.jit(sinusoid, static_argnums=(1, 2))(jax.random.key(3), 10, 10)
+    b = jax.jit(sinusoid, static_argnames=("num_support", "num_query"))(
+        jax.random.key(3), num_support=10, num_query=10
+    )
     chex.assert_trees_all_equal(a, b)
     c = sinusoid(jax.random.key(4))
     assert not np.array_equal(a.support.x, c.support.x)
