@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="score a checkpoint on fixed test tasks",
         description="Score a saved run's checkpoint on its fixed test tasks (600 by default, "
-        "the tasks the run was tested on), mean and 95%% confidence interval.",
+        "the tasks the run was tested on), mean and 95% confidence interval.",
     )
     evaluate.add_argument(
         "--checkpoint", required=True, type=Path, metavar="DIR",

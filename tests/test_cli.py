@@ -40,6 +40,9 @@ def test_help_lists_commands_and_every_config_field(capsys):
     assert " ".join(DEFAULT_CONV_IMPL_REASON.split()) in " ".join(out.split())  # what auto does
     status, out, _ = run(["eval", "--help"], capsys)
     assert status == 0 and "--checkpoint" in out
+    assert "95% confidence interval" in " ".join(out.split())
+    for command in ("train", "eval", "predict"):  # no escaped percent sign left as it is
+        assert "%%" not in run([command, "--help"], capsys)[1], command
     assert run([], capsys)[0] == 2
 
 
