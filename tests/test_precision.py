@@ -72,7 +72,11 @@ def test_hundreds_of_second_order_bf16_steps_stay_finite_and_learn():
 BUILT_IN = {
     "mlp": (lambda: jmeta.models.mlp((3, 8, 8, 2)), (4, 3)),
     "conv4 im2col": (
-        lambda: jmeta.models.conv4(3, channels=4, input_shape=(16, 16, 1)),
+        lambda: jmeta.models.conv4(3, channels=4, input_shape=(16, 16, 1), conv_impl="im2col"),
+        (4, 16, 16, 1),
+    ),
+    "conv4 adaptive": (
+        lambda: jmeta.models.conv4(3, channels=4, input_shape=(16, 16, 1), conv_impl="adaptive"),
         (4, 16, 16, 1),
     ),
     "conv4 xla": (
@@ -88,7 +92,8 @@ BUILT_IN = {
         (4, 16, 16, 1),
     ),
 }
-MATMULS = ("dot_general", "conv_general_dilated")
+# jmeta_conv2d*: conv_impl="adaptive"'s convolution and its kernel gradient (jmeta.models._conv).
+MATMULS = ("dot_general", "conv_general_dilated", "jmeta_conv2d", "jmeta_conv2d_kernel_grad")
 
 
 def matmul_input_dtypes(jaxpr):

@@ -95,17 +95,17 @@ def test_a_tiny_pretraining_run_learns_and_transfers():
     step = jmeta.meta_train_step(learner, track_feature_mean(optax.adam(1e-2), rate=0.1))
     state = step.init(learner.init(net.init(jax.random.key(0))))
 
-    def sample(k):
+    def sample(k, data):  # one pre-training batch of 32 labelled images per meta-step
         return jmeta.tasks.sample_tasks(
-            lambda kk, data: pretraining_batch(kk, data, batch_size=32), k, 1, data=train
+            lambda kk, d: pretraining_batch(kk, d, batch_size=32), k, 1, data=data
         )
 
     def sampler(k, d):
         return jmeta.tasks.few_shot(k, d, ways=5, shots=1, queries=5)
 
     untrained = jmeta.evaluate(learner, state.meta_params, sampler, num_tasks=50, data=test)
-    run = jmeta.scan_steps(step.update, sample, 150)
-    state, metrics = run(state, jax.random.key(1))
+    run = jmeta.scan_steps(step, sample, 150)
+    state, metrics = run(state, jax.random.key(1), train)
     assert metrics["loss"][-10:].mean() < 0.3 * metrics["loss"][:10].mean()
     # The tracked centre is near the mean training embedding of the final network.
     true_mean = embed(state.meta_params.embedding, train.reshape(-1, 4, 4, 1) / 255.0).mean(0)
