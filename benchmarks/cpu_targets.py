@@ -157,7 +157,7 @@ def protonet_contenders(
             jmeta.tasks.few_shot,
             key,
             num_tasks,
-            images=images,
+            data=images,
             ways=ways,
             shots=shots,
             queries=queries,
