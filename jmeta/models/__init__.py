@@ -58,9 +58,11 @@ lowers ``lax.conv_general_dilated`` to a grouped convolution, which is slow on
 CPU and on GPUs; on CPU, convolutions with one kernel for all tasks (the metric
 learners' embedding, MAML's first inner step) are fastest as ``lax.conv``.
 
-* ``"auto"`` (the default, :data:`jmeta.models.DEFAULT_CONV_IMPL`): the fastest measured
-  on the backend the model is traced for: ``"adaptive"`` on CPU, ``"im2col"``
-  elsewhere.
+* ``"auto"`` (the default, :data:`jmeta.models.DEFAULT_CONV_IMPL`): the choice that
+  measured fastest in most cases on the backend the model is traced for:
+  ``"adaptive"`` on CPU (the exception measured: a shared-weight Conv4 on 600
+  images, where ``"im2col"`` was faster on an idle 2-core CPU; see
+  ``benchmarks/RESULTS.md``), ``"im2col"`` elsewhere.
 * ``"adaptive"``: a convolution primitive whose ``vmap`` rule looks at how the
   kernel is shared (``jmeta.models._conv``): ``lax.conv`` where the tasks
   share a kernel; where every task has its own, on CPU one ``lax.conv`` per

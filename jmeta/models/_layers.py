@@ -31,8 +31,9 @@ CONV_IMPLS: tuple[str, ...] = ("auto", "adaptive", "xla", "im2col")
 #: help texts (:func:`auto_conv_impl` decides). Change them together.
 DEFAULT_CONV_IMPL: ConvImpl = "auto"
 DEFAULT_CONV_IMPL_REASON = (
-    "the fastest measured on the backend: adaptive on CPU (lax.conv where the tasks share "
-    "a kernel, one lax.conv per task in a loop where each has its own), im2col elsewhere"
+    "the fastest measured in most cases on the backend: adaptive on CPU (lax.conv where the "
+    "tasks share a kernel, one lax.conv per task in a loop where each has its own), im2col "
+    "elsewhere"
 )
 BATCH_NORM_EPSILON = 1e-5
 
