@@ -84,6 +84,29 @@ def query_metrics(
     return out
 
 
+def before_and_after(
+    adapt: Callable, predict: Callable, score: Callable[..., Metrics]
+) -> Callable[..., Metrics]:
+    """A learner's ``evaluate``: query scores before adaptation and after ``num_steps``.
+
+    ``score(predictions, targets, suffix)`` scores the query set (see
+    :func:`query_metrics`); the returned function also reports
+    :func:`label_checks` of the adapted predictions.
+    """
+
+    def evaluate(meta_params, task: Task, key=None, num_steps: int | None = None) -> Metrics:
+        check_task(task)
+        before = predict(adapt(meta_params, task.support, key, 0), task.query.x)
+        after = predict(adapt(meta_params, task.support, key, num_steps), task.query.x)
+        return {
+            **score(before, task.query.y, "_before"),
+            **score(after, task.query.y),
+            **label_checks(after, task),
+        }
+
+    return evaluate
+
+
 def label_checks(predictions: Array, task: Task) -> Metrics:
     """``{"labels_valid": ...}`` for a classification task, ``{}`` otherwise.
 
@@ -210,14 +233,4 @@ def gradient_based_learner(
         metrics_["inner_loss_last"] = result.losses[-1]
         return metrics_["loss"], metrics_
 
-    def evaluate(meta_params, task: Task, key=None, num_steps: int | None = None) -> Metrics:
-        check_task(task)
-        before = predict(adapt(meta_params, task.support, key, 0), task.query.x)
-        after = predict(adapt(meta_params, task.support, key, num_steps), task.query.x)
-        return {
-            **score(before, task.query.y, "_before"),
-            **score(after, task.query.y),
-            **label_checks(after, task),
-        }
-
-    return MetaLearner(init, adapt, predict, meta_loss, evaluate)
+    return MetaLearner(init, adapt, predict, meta_loss, before_and_after(adapt, predict, score))

@@ -43,8 +43,10 @@ import optax
 from jmeta.algorithms.gradient_based import (
     MetricFns,
     WithReference,
+    before_and_after,
     check_builder_args,
     label_checks,
+    query_metrics,
 )
 from jmeta.models.policy import resolve_transductive
 from jmeta.params import MaskSpec, combine, partition, path_mask, path_str
@@ -333,9 +335,7 @@ def mamlpp(
         return apply_fn(adapted.params, x, reference=adapted.reference)
 
     def score(predictions, targets, suffix=""):
-        out = {"loss" + suffix: loss_fn(predictions, targets)}
-        out.update({name + suffix: fn(predictions, targets) for name, fn in metric_fns.items()})
-        return out
+        return query_metrics(loss_fn, metric_fns, predictions, targets, suffix)
 
     def meta_loss(meta, task: Task, key=None) -> tuple[Array, Metrics]:
         del key
@@ -353,17 +353,7 @@ def mamlpp(
         metrics_["inner_loss_last"] = losses[-1]
         return loss, metrics_
 
-    def evaluate(meta, task: Task, key=None, num_steps: int | None = None) -> Metrics:
-        check_task(task)
-        before = predict(adapt(meta, task.support, key, 0), task.query.x)
-        after = predict(adapt(meta, task.support, key, num_steps), task.query.x)
-        return {
-            **score(before, task.query.y, "_before"),
-            **score(after, task.query.y),
-            **label_checks(after, task),
-        }
-
-    return MetaLearner(init, adapt, predict, meta_loss, evaluate)
+    return MetaLearner(init, adapt, predict, meta_loss, before_and_after(adapt, predict, score))
 
 
 __all__ = ["MamlppParams", "count_meta_steps", "is_batch_norm", "mamlpp", "multi_step_weights"]
