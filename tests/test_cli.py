@@ -3,8 +3,9 @@ import json
 
 import pytest
 from tiny_runs import TINY_SINUSOID, fake_omniglot
+from tiny_runs import run_cli as run
 
-from jmeta.cli import build_parser, main
+from jmeta.cli import build_parser
 from jmeta.models import DEFAULT_CONV_IMPL_REASON
 from jmeta.train import ALGORITHMS, TrainConfig, register_algorithm
 from jmeta.train.config import FIELDS
@@ -13,16 +14,6 @@ from jmeta.train.config import FIELDS
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("JMETA_CACHE", str(tmp_path / "cache"))
-
-
-def run(argv, capsys):
-    """``(exit status, stdout, stderr)`` of ``jmeta argv``."""
-    try:
-        status = main(argv)
-    except SystemExit as exit_:
-        status = exit_.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_help_lists_commands_and_every_config_field(capsys):

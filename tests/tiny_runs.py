@@ -76,3 +76,15 @@ def tiny_omniglot(output_dir: Path, data_dir: Path, **changes) -> TrainConfig:
         "test_inner_steps": (1,),
     }
     return TrainConfig(output_dir=str(output_dir), **{**options, **changes})
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    """``(exit status, stdout, stderr)`` of ``jmeta argv`` in this process."""
+    from jmeta.cli import main
+
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err

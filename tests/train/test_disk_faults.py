@@ -20,10 +20,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tiny_runs import TINY_SINUSOID
+from tiny_runs import TINY_SINUSOID, run_cli
 
 import jmeta.train.logs as logs
-from jmeta.cli import main
 from jmeta.train import Checkpoints
 
 pytestmark = pytest.mark.standard_promotion  # the meta-optimizer is optax.adam
@@ -45,11 +44,7 @@ def permissions_apply() -> bool:
 
 def jmeta(argv, capsys):
     """``(exit status, stdout, stderr)`` of ``jmeta argv``."""
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        status = exit_.code
-    out, err = capsys.readouterr()
+    status, out, err = run_cli(argv, capsys)
     assert "Traceback" not in err, err
     return status, out, err
 

@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from predict_helpers import ZIPS, agreement, real_omniglot_dir, write_tasks
-from tiny_runs import fake_omniglot, tiny_omniglot
+from tiny_runs import fake_omniglot, run_cli, tiny_omniglot
 
-from jmeta.cli import main
 from jmeta.datasets import ImageConversion, dataset_conversion, load
 from jmeta.train import InputNotFound, InputValueError, Predictions, predict, saved_config, train
 
@@ -255,15 +254,6 @@ def test_a_query_folder_of_only_unreadable_files_is_an_error_even_when_skipping(
 
 
 # --- the command -----------------------------------------------------------------------------
-
-
-def run_cli(argv, capsys):
-    try:
-        status = main(argv)
-    except SystemExit as exit_:
-        status = exit_.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_cli_prints_the_table_and_writes_json_and_csv(maml_run, images, tmp_path, capsys):

@@ -10,8 +10,7 @@ import time
 
 import numpy as np
 import pytest
-
-from jmeta.cli import main
+from tiny_runs import run_cli as run
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
@@ -20,16 +19,6 @@ TINY = [
     "--checkpoint-interval", "10", "--meta-batch-size", "8", "--width", "8",
     "--val-tasks", "8", "--eval-tasks", "16", "--test-inner-steps", "1", "--no-progress",
 ]  # fmt: skip
-
-
-def run(argv, capsys):
-    """``(exit status, stdout, stderr)`` of ``jmeta argv`` in this process."""
-    try:
-        status = main(argv)
-    except SystemExit as exit_:
-        status = exit_.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def free_port() -> int:
