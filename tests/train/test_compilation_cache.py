@@ -1,5 +1,6 @@
 """jmeta.train.compilation_cache: the persistent compilation cache the trainer turns on."""
 
+import json
 import os
 import subprocess
 import sys
@@ -90,7 +91,11 @@ def test_jmeta_eval_reuses_the_test_program_that_jmeta_train_compiled(tmp_path):
     done = subprocess.run(train, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert list((tmp_path / "xla").glob("jit_run-*-cache"))
-    done = subprocess.run([*cli, "eval", "--checkpoint", run], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    scores = str(tmp_path / "eval.json")
+    done = subprocess.run([*cli, "eval", "--checkpoint", run, "--json", scores], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Persistent compilation cache hit for 'jit_run'" in done.stderr
+    # Same devices, same program: the run's own final test, bit for bit (docs/training.md).
+    tested = json.loads((tmp_path / "run" / "results.json").read_text())["test"]
+    assert json.loads(Path(scores).read_text())["scores"] == tested
