@@ -105,9 +105,7 @@ class TrainResult(NamedTuple):
         runs = ""
         if self.seeds is not None:
             runs = f"{len(self.seeds.test)} seeds ({' '.join(map(str, self.seeds.test))}), "
-            header = header.replace("mean ± 95%", "per seed mean ± 95%") + (
-                "; across seeds: mean ± sample standard deviation (n - 1)"
-            )
+            header = seeds_lib.seeds_header(header)
         first = (
             f"{c.algorithm} on {what}: {runs}{_steps_done(self.state)} meta-steps; "
             f"{self.seconds:.1f} s in this call. Outputs in {self.output_dir}"
@@ -323,14 +321,16 @@ def _steps_done(state) -> int:
 
 
 def _test_seeds(config, prepared: Setup, state, diverged, log) -> seeds_lib.SeedResults:
-    """Each seed's test scores, at its own last step (a diverged seed's last finite state)."""
+    """The test scores of each seed that did not diverge."""
     steps = np.asarray(jax.device_get(state.step))
-    test, at = {}, {}
+    at = {seed: int(steps[i]) for i, seed in enumerate(config.seeds)}
+    test = {}
     for i, seed in enumerate(config.seeds):
+        if seed in diverged:
+            continue
         params = seeds_lib.seed_entry(state.meta_params, i)
         test[seed] = test_scores(config, prepared.test_learner, params, prepared.problem.test,
                                  mesh=prepared.mesh)  # fmt: skip
-        at[seed] = int(steps[i])
         for inner_steps, scores in test[seed].items():
             log.write(_record("test", at[seed], scores, inner_steps=inner_steps, seed=seed))
     return seeds_lib.SeedResults(test, at, dict(diverged))

@@ -62,10 +62,11 @@ class SeedResults(NamedTuple):
 
     Attributes:
       test: ``{seed: {test-time inner steps: {metric: Estimate}}}``, in the
-        order of ``config.seeds``.
+        order of ``config.seeds``, of the seeds that did not diverge.
       steps: ``{seed: meta-steps it took}`` (fewer for a seed that diverged).
       diverged: ``{seed: {"step": the step that failed, "cause": ...}}`` of
-        the seeds that were frozen.
+        the seeds that were frozen (not tested: their last finite parameters are
+        those of a run about to fail).
     """
 
     test: dict[int, Scores]
@@ -74,7 +75,7 @@ class SeedResults(NamedTuple):
 
     def across(self) -> dict[int, dict[str, Spread]]:
         """``{inner steps: {metric: Spread}}`` over the seeds that did not diverge."""
-        return across_seeds({s: v for s, v in self.test.items() if s not in self.diverged})
+        return across_seeds(self.test)
 
 
 def spread(values: Sequence[float]) -> Spread:
@@ -154,17 +155,20 @@ def results_json(
 ) -> dict[str, Any]:
     """``results.json`` of a run of several seeds.
 
-    ``{"seeds": {"0": {"step": 20, "test": {...}}, "1": {..., "diverged": {...}}},
+    ``{"seeds": {"0": {"step": 20, "test": {...}}, "1": {"step": 6, "diverged": {...}}},
     "across_seeds": {"seeds": [0], "test": {"1": {"loss": {"mean", "std", "num"}}}}}``:
-    each seed's test scores (mean, 95% interval, tasks) at its own last step,
-    and their mean and sample standard deviation across the seeds that did
-    not diverge (``std`` is ``null`` for a single seed).
+    each seed's test scores (mean, 95% interval, tasks), or for a seed that
+    diverged, the step that failed and why; then the mean and sample standard
+    deviation of the scores across the seeds tested (``std`` is ``null`` for
+    one seed).
     """  # fmt: skip
     per_seed: dict[str, Any] = {}
     for seed in seeds:
-        entry: dict[str, Any] = {"step": int(steps[seed]), "test": scores_to_json(test[seed])}
+        entry: dict[str, Any] = {"step": int(steps[seed])}
         if seed in diverged:
             entry["diverged"] = dict(diverged[seed])
+        else:
+            entry["test"] = scores_to_json(test[seed])
         per_seed[str(seed)] = entry
     kept = [s for s in seeds if s not in diverged]
     across = across_seeds({s: test[s] for s in kept})
@@ -190,7 +194,11 @@ def results_json(
 
 
 def format_seed_scores(
-    test: Mapping[int, Scores], diverged: Mapping[int, Any], *, regression: bool, header: str = ""
+    test: Mapping[int, Scores],
+    diverged: Mapping[int, Mapping[str, Any]],
+    *,
+    regression: bool,
+    header: str = "",
 ) -> str:
     """One row per seed and test-time step count (mean ± 95% interval), then one row per step
     count with the mean ± sample standard deviation across the seeds that did not diverge."""
@@ -209,19 +217,26 @@ def format_seed_scores(
                 fmt(metrics[m].mean, metrics[m].ci95) if m in metrics else "-"
                 for m in (f"{name}_before", name)
             ]
-            mark = " (diverged)" if seed in diverged else ""
-            rows.append((f"{seed}{mark}", str(steps), *cells))
-    kept = {s: v for s, v in test.items() if s not in diverged}
-    for steps, metrics in sorted(across_seeds(kept).items()):
+            rows.append((str(seed), str(steps), *cells))
+    for seed, why in diverged.items():
+        rows.append((str(seed), "-", f"diverged at meta-step {why['step']}", "not tested"))
+    for steps, metrics in sorted(across_seeds(test).items()):
         cells = [
             fmt(metrics[m].mean, metrics[m].std) if m in metrics else "-"
             for m in (f"{name}_before", name)
         ]
-        rows.append((f"mean ± std ({len(kept)})", str(steps), *cells))
+        rows.append((f"mean ± std ({len(test)})", str(steps), *cells))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [header] if header else []
     lines += ["  " + "   ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
+
+
+def seeds_header(header: str) -> str:
+    """A single-seed table's header (``... mean ± 95% confidence interval``) for several seeds."""
+    return header.replace("mean ± 95%", "per seed mean ± 95%") + (
+        "; across seeds: mean ± sample standard deviation (n - 1)"
+    )
 
 
 def check_resume(saved: TrainConfig, config: TrainConfig, where: Any) -> None:
