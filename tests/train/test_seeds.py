@@ -247,3 +247,13 @@ def test_predict_uses_the_seed_asked_for(tmp_path):
     with pytest.raises(ConfigValueError, match=r"^run_seed is missing: the run in .* trained "
                        r"seeds 0 1 together"):  # fmt: skip
         predict(tmp_path / "multi", support, query)
+
+
+def test_jmeta_train_shows_a_diverged_seed_as_one_line(capsys):
+    import warnings
+
+    from jmeta.cli import _one_line_warnings
+
+    with _one_line_warnings("train"):
+        warnings.warn("seed 0: meta-step 7 was not applied", SeedDiverged, stacklevel=1)
+    assert capsys.readouterr().err == "jmeta train: warning: seed 0: meta-step 7 was not applied\n"
