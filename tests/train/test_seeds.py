@@ -34,6 +34,8 @@ pytestmark = pytest.mark.standard_promotion  # the meta-optimizer is optax.adam
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 ONE_STEP_COUNT = {"test_inner_steps": (1,)}
+#: Seeds 2 and 0 together, each meta-batch split over 2 devices (the seed axis with the task mesh).
+MULTI = {"seeds": (2, 0), "devices": 2, **ONE_STEP_COUNT}
 
 
 def assert_close_trees(a, b):
@@ -51,11 +53,10 @@ def assert_close_scores(a, b):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Seeds 2 and 0 together, and each alone (the tiny sinusoid run, one test step count)."""
+    """Seeds 2 and 0 together on 2 devices, and each alone on one (the tiny sinusoid run)."""
     root = tmp_path_factory.mktemp("seeds")
     with jax.numpy_dtype_promotion("standard"):
-        multi = train(tiny_sinusoid(root / "multi", seeds=(2, 0), **ONE_STEP_COUNT),
-                      progress=False)  # fmt: skip
+        multi = train(tiny_sinusoid(root / "multi", **MULTI), progress=False)
         alone = {
             seed: train(
                 tiny_sinusoid(root / f"seed{seed}", seed=seed, **ONE_STEP_COUNT), progress=False
@@ -102,7 +103,7 @@ def test_results_json_has_each_seed_and_the_spread_across_seeds(runs):
 def test_a_resumed_run_of_several_seeds_continues_bit_for_bit(runs, tmp_path, capsys):
     multi, _ = runs
     part = tmp_path / "part"
-    config = tiny_sinusoid(part, seeds=(2, 0), **ONE_STEP_COUNT)
+    config = tiny_sinusoid(part, **MULTI)
     train(config.replace(num_steps=10), progress=False)
     resumed = train(config, resume=True, progress=False)
     same = jax.tree.map(np.array_equal, resumed.state, multi.state)
