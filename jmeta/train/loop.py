@@ -392,20 +392,19 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
             metrics = jax.device_get(metrics)
             seconds = time.perf_counter() - tick
             folder.started()  # its first call ran: a run it replaced can go
-            if multi:
+            if multi:  # each seed logged, and frozen if it failed
                 record = _seed_records(config, done, length, metrics, alive, diverged, log,
                                        ckpts, folder, seconds, started)  # fmt: skip
-                bar.update(length)
-                postfix.update(_postfix(record, config))
-                bar.set_postfix(postfix, refresh=False)
-                metrics = {"finite": np.ones(length, bool)}  # handled per seed
-            finite = np.asarray(metrics.pop("finite"))
-            applied = int(finite.argmin()) if not finite.all() else length
-            if applied and not multi:
-                record = {k: float(np.mean(v[:applied])) for k, v in metrics.items()}
-                record["tasks_per_s"] = applied * config.meta_batch_size / seconds
-                record["seconds"] = time.perf_counter() - started
-                log.write({"split": "train", "step": done + applied, **record})
+                applied = length
+            else:
+                finite = np.asarray(metrics.pop("finite"))
+                applied = int(finite.argmin()) if not finite.all() else length
+                if applied:
+                    record = {k: float(np.mean(v[:applied])) for k, v in metrics.items()}
+                    record["tasks_per_s"] = applied * config.meta_batch_size / seconds
+                    record["seconds"] = time.perf_counter() - started
+                    log.write({"split": "train", "step": done + applied, **record})
+            if applied:
                 bar.update(applied)
                 postfix.update(_postfix(record, config))
                 bar.set_postfix(postfix, refresh=False)
