@@ -79,7 +79,13 @@ class SeedResults(NamedTuple):
 
 
 def spread(values: Sequence[float]) -> Spread:
-    """:class:`Spread` of ``values`` (one per seed)."""
+    """:class:`Spread` of ``values`` (one per seed).
+
+    Example:
+      >>> from jmeta.train.seeds import spread
+      >>> spread([0.5, 0.7, 0.6])
+      Spread(mean=0.6, std=0.09999999999999998, num=3)
+    """
     v = np.asarray(values, np.float64)
     std = float(v.std(ddof=1)) if v.size > 1 else float("nan")
     return Spread(float(v.mean()), std, int(v.size))
