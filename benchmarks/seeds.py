@@ -13,7 +13,11 @@ machine's load during the run falls on both. Two times per way:
   (``steps / (tasks_per_s / meta_batch_size)`` from metrics.jsonl, compilation
   excluded).
 
-The load average is recorded before and after. Run from the repository root::
+Each way runs in a fresh process with a fresh persistent compilation cache
+(``$JMETA_COMPILATION_CACHE``), as a first run on a machine would: the four runs
+one after another compile once and load the program from the cache three
+times; the seeds together compile their program once. The load average is
+recorded before and after. Run from the repository root::
 
     PYTHONPATH=$PWD python benchmarks/seeds.py [--quick] [--device cpu|gpu]
 """
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +65,40 @@ def _train_seconds(run_dir: Path, batch: int) -> float:
     return total
 
 
+def one_way(way: str, tmp: str, num_steps: int, per_call: int) -> dict:
+    """Time one way in this process: ``{"wall_s", "train_s", "test_mse"}``."""
+    import jax
+
+    from jmeta.train import train
+
+    started = time.perf_counter()
+    with jax.numpy_dtype_promotion("standard"):
+        if way == "together":
+            out = f"{tmp}/together"
+            result = train(_config(out, num_steps, per_call, seeds=SEEDS), progress=False)
+            wall = time.perf_counter() - started
+            inside = _train_seconds(Path(out), result.config.meta_batch_size)
+            mse = [result.seeds.test[k][1]["loss"].mean for k in SEEDS]
+        else:
+            inside, mse = 0.0, []
+            for k in SEEDS:
+                out = f"{tmp}/seed{k}"
+                result = train(_config(out, num_steps, per_call, seed=k), progress=False)
+                inside += _train_seconds(Path(out), result.config.meta_batch_size)
+                mse.append(result.test[1]["loss"].mean)
+            wall = time.perf_counter() - started
+    return {"wall_s": wall, "train_s": inside, "test_mse": mse}
+
+
+def _in_fresh_process(way: str, tmp: str, num_steps: int, per_call: int) -> dict:
+    env = {**os.environ, "JMETA_COMPILATION_CACHE": f"{tmp}/xla",
+           "PYTHONPATH": str(machine.REPO)}  # fmt: skip
+    argv = [sys.executable, __file__, "--one", way, "--tmp", tmp,
+            "--num-steps", str(num_steps), "--steps-per-call", str(per_call)]  # fmt: skip
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke test")
@@ -67,40 +107,26 @@ def main() -> None:
     parser.add_argument("--steps-per-call", type=int, default=500)
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--out", type=Path, default=None, help="folder for the result files")
+    parser.add_argument("--one", choices=("together", "one after another"), help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:  # a child process: one way, one JSON line
+        print(json.dumps(one_way(args.one, args.tmp, args.num_steps, args.steps_per_call)))
+        return
     if args.quick:
         args.rounds, args.num_steps, args.steps_per_call = 1, 100, 50
 
     import jax
 
-    from jmeta.train import train
-
     load_before = machine.load_average()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, jax.numpy_dtype_promotion("standard"):
-        for round_ in range(args.rounds):
-            order = ("together", "one after another")
-            for way in order if round_ % 2 == 0 else order[::-1]:
-                started = time.perf_counter()
-                if way == "together":
-                    out = f"{tmp}/r{round_}-together"
-                    result = train(_config(out, args.num_steps, args.steps_per_call,
-                                           seeds=SEEDS), progress=False)  # fmt: skip
-                    wall = time.perf_counter() - started
-                    inside = _train_seconds(Path(out), result.config.meta_batch_size)
-                    mse = [result.seeds.test[k][1]["loss"].mean for k in SEEDS]
-                else:
-                    inside, mse = 0.0, []
-                    for k in SEEDS:
-                        out = f"{tmp}/r{round_}-seed{k}"
-                        result = train(_config(out, args.num_steps, args.steps_per_call, seed=k),
-                                       progress=False)  # fmt: skip
-                        inside += _train_seconds(Path(out), result.config.meta_batch_size)
-                        mse.append(result.test[1]["loss"].mean)
-                    wall = time.perf_counter() - started
-                rows.append({"round": round_ + 1, "way": way, "wall_s": wall, "train_s": inside,
-                             "test_mse": mse})  # fmt: skip
-                print(json.dumps(rows[-1]), flush=True)
+    for round_ in range(args.rounds):
+        order = ("together", "one after another")
+        for way in order if round_ % 2 == 0 else order[::-1]:
+            with tempfile.TemporaryDirectory() as tmp:
+                timed = _in_fresh_process(way, tmp, args.num_steps, args.steps_per_call)
+            rows.append({"round": round_ + 1, "way": way, **timed})
+            print(json.dumps(rows[-1]), flush=True)
     load_after = machine.load_average()
 
     def median(way, key):
@@ -131,7 +157,8 @@ def main() -> None:
         f"Workload: `jmeta.train.train`, MAML on sinusoid regression (MLP 1-40-40-1, 25 tasks "
         f"per meta-step), {args.num_steps} meta-steps in calls of {args.steps_per_call}, one "
         f"device; seeds {', '.join(map(str, SEEDS))}. {args.rounds} rounds, alternating which "
-        "way runs first; medians over rounds.",
+        "way runs first, each way in a fresh process with a fresh persistent compilation cache; "
+        "medians over rounds.",
         "",
         "| way | wall s (compile, test, writing included) | train s (compiled calls only) |",
         "| --- | ---: | ---: |",
