@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--inner-steps", type=int, nargs="+",
                           help="test-time inner steps (default: the run's)")  # fmt: skip
     evaluate.add_argument("--data-dir", help="where the data are, if they moved")
+    evaluate.add_argument("--run-seed", type=int, metavar="SEED",
+                          help="score this seed of a run of several (--seeds; default: "
+                          "each)")  # fmt: skip
     evaluate.add_argument("--json", type=Path, metavar="FILE", help="also write scores as JSON")
     evaluate.set_defaults(handler=functools.partial(_eval, parser=evaluate))
     _add_predict(commands)
@@ -99,6 +102,8 @@ def _add_predict(commands) -> None:
     predict.add_argument("--skip-bad", action="store_true",
                          help="skip files that are not readable images (each is "
                          "named)")  # fmt: skip
+    predict.add_argument("--run-seed", type=int, metavar="SEED",
+                         help="which seed of a run of several (--seeds) to use")  # fmt: skip
     predict.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
     predict.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV")
     predict.set_defaults(handler=functools.partial(_predict, parser=predict))
@@ -177,6 +182,9 @@ def _train(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     progress = not options.pop("no_progress", False)
     config_file = options.pop("config", None)
     flags = {k: v for k, v in options.items() if k not in ("command", "handler")}
+    if "seed" in flags and "seeds" in flags:
+        parser.error("--seed and --seeds contradict each other: --seeds trains each seed it "
+                     "lists; drop --seed or put it in --seeds.")  # fmt: skip
     sources = _Sources(flags, config_file)
     with _one_line_warnings("train"):
         try:
@@ -220,8 +228,10 @@ def _train(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
 def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     from jmeta.train import evaluate_checkpoint, saved_config
     from jmeta.train.logs import write_json
+    from jmeta.train.outputs import read_record
     from jmeta.train.results import format_scores, scores_to_json
     from jmeta.train.scoring import locate_checkpoint
+    from jmeta.train.seeds import format_seed_scores, seeds_header
 
     if args.json is not None and not args.json.parent.is_dir():
         parser.error(f"--json {args.json}: no such folder {args.json.parent}")
@@ -229,28 +239,52 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
         try:
             found = locate_checkpoint(args.checkpoint)
             config = saved_config(found.run_dir)
-            scores, step = evaluate_checkpoint(
-                args.checkpoint,
-                split=args.split,
-                num_tasks=args.tasks,
-                seed=args.seed,
-                inner_steps=args.inner_steps,
-                data_dir=args.data_dir,
-            )
+            diverged = {}
+            each: Sequence[int | None] = (args.run_seed,)
+            if config.seeds and args.run_seed is None:  # each seed, but those that diverged
+                record = read_record(found.run_dir) or {}
+                diverged = {int(k): v for k, v in (record.get("diverged_seeds") or {}).items()}
+                each = [k for k in config.seeds if k not in diverged]
+            scored = {
+                run_seed: evaluate_checkpoint(
+                    args.checkpoint,
+                    split=args.split,
+                    num_tasks=args.tasks,
+                    seed=args.seed,
+                    inner_steps=args.inner_steps,
+                    data_dir=args.data_dir,
+                    run_seed=run_seed,
+                )
+                for run_seed in each
+            }
         except (ValueError, TypeError, OSError) as err:
             parser.error(_eval_message(err))
     tasks = args.tasks or config.eval_tasks
     seed = config.eval_seed if args.seed is None else args.seed
     which = "best checkpoint (by validation score)" if found.best else "checkpoint"
+    step = max(step for _, step in scored.values())
     header = (
         f"{config.algorithm} {which} at step {step}, {args.split} split: {tasks} fixed tasks "
         f"(seed {seed}), mean ± 95% confidence interval"
     )
-    print(format_scores(scores, regression=config.is_regression, header=header))
+    if config.seeds and args.run_seed is None:
+        per_seed = {k: v for k, (v, _) in scored.items()}
+        regression = config.is_regression
+        table = format_seed_scores(
+            per_seed, diverged, regression=regression, header=seeds_header(header)
+        )
+        print(table)
+    else:
+        ((scores, step),) = scored.values()
+        print(format_scores(scores, regression=config.is_regression, header=header))
     if args.json is not None:
+        if config.seeds and args.run_seed is None:
+            out: dict[str, Any] = {"seeds": {str(k): {"step": at, "scores": scores_to_json(v)}
+                                             for k, (v, at) in scored.items()}}  # fmt: skip
+        else:
+            out = {"scores": scores_to_json(scores)}
         try:
-            write_json(args.json, {"step": step, "best": found.best,
-                                   "scores": scores_to_json(scores)})  # fmt: skip
+            write_json(args.json, {"step": step, "best": found.best, **out})
         except OSError as err:
             print(f"jmeta eval: error: {err} (the scores are printed above).", file=sys.stderr)
             return EXIT_STOPPED
@@ -259,7 +293,8 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
 
 #: :func:`jmeta.train.predict.predict`'s arguments as ``jmeta predict``'s flags.
 _PREDICT_FLAGS = {"run": "--checkpoint", "support": "--support", "queries": "--query",
-                  "skip_bad": "--skip-bad", "inner_steps": "--inner-steps"}  # fmt: skip
+                  "skip_bad": "--skip-bad", "inner_steps": "--inner-steps",
+                  "run_seed": "--run-seed"}  # fmt: skip
 
 
 def _predict(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
@@ -272,7 +307,8 @@ def _predict(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> in
     with _one_line_warnings("predict"):
         try:
             out = predict(args.checkpoint, args.support, args.query,
-                          inner_steps=args.inner_steps, skip_bad=args.skip_bad)  # fmt: skip
+                          inner_steps=args.inner_steps, skip_bad=args.skip_bad,
+                          run_seed=args.run_seed)  # fmt: skip
         except (ValueError, TypeError, OSError) as err:
             if isinstance(err, ConfigError):
                 parser.error(err.render(lambda name: _PREDICT_FLAGS.get(name, name)))
@@ -313,7 +349,8 @@ def _eval_message(err: BaseException) -> str:
 
     if not isinstance(err, ConfigError):
         return str(err)
-    flags = {"num_tasks": "--tasks", "seed": "--seed", "inner_steps": "--inner-steps"}
+    flags = {"num_tasks": "--tasks", "seed": "--seed", "inner_steps": "--inner-steps",
+             "run_seed": "--run-seed"}  # fmt: skip
     return err.render(lambda f: flags.get(f) or (_flag(f) if f in FIELDS else f))
 
 
@@ -321,12 +358,14 @@ def _eval_message(err: BaseException) -> str:
 def _one_line_warnings(command: str):
     """Show jmeta's warnings (a damaged checkpoint skipped) as ``jmeta CMD: warning: ...``."""
     from jmeta.train.checkpoint import CheckpointWarning
+    from jmeta.train.seeds import SeedDiverged
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"jmeta {command}: warning: {message}", file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", CheckpointWarning)
+        warnings.simplefilter("always", SeedDiverged)
         warnings.showwarning = show
         yield
 

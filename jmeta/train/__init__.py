@@ -37,6 +37,7 @@ from jmeta.train.loop import TrainingDiverged, TrainResult, train
 from jmeta.train.outputs import saved_config
 from jmeta.train.prediction import InputError, InputNotFound, InputValueError, Predictions, predict
 from jmeta.train.scoring import evaluate_checkpoint
+from jmeta.train.seeds import SeedDiverged, SeedResults, Spread
 
 __all__ = [
     "ALGORITHMS",
@@ -55,6 +56,9 @@ __all__ = [
     "LearnerSpec",
     "Predictions",
     "RunFolderBusy",
+    "SeedDiverged",
+    "SeedResults",
+    "Spread",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",

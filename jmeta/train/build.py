@@ -89,3 +89,30 @@ def initial_state(
     if abstract:
         return jax.eval_shape(init, traced)[0], jax.jit(run_keys)(traced)[1]
     return jax.jit(init)(traced)
+
+
+def run_state(
+    step: MetaTrainStep,
+    learner: MetaLearner,
+    model: Model,
+    config: TrainConfig,
+    *,
+    abstract: bool = False,
+) -> tuple[MetaTrainState, jax.Array]:
+    """:func:`initial_state` of ``config``'s run: of ``config.seed``, or of every ``config.seeds``.
+
+    With ``seeds``, each leaf of the state and the key gain a leading axis of
+    one entry per seed, in the order listed; entry ``k`` equals
+    ``initial_state(..., seeds[k])`` (one ``vmap`` of the same computation).
+    """  # fmt: skip
+    if config.seeds is None:
+        return initial_state(step, learner, model, config.seed, abstract=abstract)
+
+    def init(seed):
+        init_key, train_key = run_keys(seed)
+        return step.init(learner.init(model.init(init_key))), train_key
+
+    traced = np.asarray(config.seeds, np.uint32)
+    if abstract:
+        return jax.eval_shape(jax.vmap(init), traced)[0], jax.jit(jax.vmap(run_keys))(traced)[1]
+    return jax.jit(jax.vmap(init))(traced)

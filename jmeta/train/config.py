@@ -59,7 +59,7 @@ _CI = "for a confidence interval"
 PARAMETER_FIELDS = (
     "algorithm", "dataset", "train_split", "image_size", "rotations", "augment", "affine", "ways",
     "shots", "queries", "meta_batch_size", "inner_steps", "inner_lr", "first_order",
-    "meta_optimizer", "seed", "model", "width", "batch_norm", "conv_impl",
+    "meta_optimizer", "seed", "model", "width", "batch_norm", "conv_impl", "seeds",
 )  # fmt: skip
 
 
@@ -251,6 +251,10 @@ class TrainConfig:
                              why="seeds are uint32, and validation uses the next seed")
     seed: int = setting(0, "initialisation and training tasks", low=0, high=UINT32_MAX,
                         why="seeds are uint32")
+    seeds: tuple[int, ...] | None = setting(None, "train several seeds together, one compiled "
+                                            "program vmapped over the runs; each seed as a run "
+                                            "with that seed (default: none: one run, seed)",
+                                            low=0, high=UINT32_MAX, why="seeds are uint32")
     model: str = setting(help="network", choices=MODELS,
                          preset={SINUSOID: "mlp", IMAGES: "conv4"})
     width: int = setting(help="hidden units (mlp) or filters (conv4; first stage of resnet12)",
@@ -645,6 +649,8 @@ def _check_together(c: dict[str, Any]) -> None:
                 "compiled calls.", [name, "steps_per_call"],
                 value=c[name], spc=c["steps_per_call"],
             )  # fmt: skip
+    if c["seeds"] is not None:
+        _check_seeds(c)
     if (c["keep_best"] or c["early_stop"]) and not (
         c["eval_interval"] and c["val_split"] != NO_SPLIT
     ):
@@ -664,6 +670,28 @@ def _check_together(c: dict[str, Any]) -> None:
             raise ConfigValueError(
                 "{0}: {data} has no split {value}; its splits are {splits}.", [name],
                 data=c["dataset"], value=repr(value), splits=list(splits),
+            )  # fmt: skip
+
+
+def _check_seeds(c: dict[str, Any]) -> None:
+    """``seeds``: distinct, not with ``seed``, nor with what stops or keeps one run by score."""
+    seeds = c["seeds"]
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigValueError(
+            "{0} lists seed {twice} more than once; each seed is one run.", ["seeds"],
+            twice=" and ".join(map(str, twice)),
+        )  # fmt: skip
+    if c["seed"] != 0:
+        raise ConfigValueError(
+            "{0} and {1} contradict each other: {1} trains each seed it lists; drop {0} "
+            "({seed}) or put it in {1}.", ["seed", "seeds"], seed=c["seed"],
+        )  # fmt: skip
+    for name in ("keep_best", "early_stop"):
+        if c[name]:
+            raise ConfigValueError(
+                "{0} is not supported with {1}: the seeds would keep or stop at different "
+                "steps; drop one of them.", [name, "seeds"],
             )  # fmt: skip
 
 

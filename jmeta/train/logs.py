@@ -62,9 +62,11 @@ class MetricsLog:
         except OSError as err:
             raise WriteError(self.path, err) from None
         if self._tensorboard is not None:
+            run = f"seed{record['seed']}/" if "seed" in record else ""  # a run of several seeds
             for key, value in record.items():
-                if key not in ("split", "step") and isinstance(value, (int, float)):
-                    self._tensorboard.add_scalar(f"{record['split']}/{key}", value, record["step"])
+                if key not in ("split", "step", "seed") and isinstance(value, (int, float)):
+                    tag = f"{run}{record['split']}/{key}"
+                    self._tensorboard.add_scalar(tag, value, record["step"])
             self._tensorboard.flush()
 
     def close(self) -> None:
@@ -91,35 +93,42 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, *, title: str =
     """Training and validation curves against meta-steps, saved as a PNG.
 
     One panel for the loss (log scale) and, for classification, one for the
-    accuracy; validation points carry their 95% confidence interval.
+    accuracy; validation points carry their 95% confidence interval. A run of
+    several seeds (records with ``"seed"``) has one line of each per seed.
     """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    train = [r for r in records if r.get("split") == "train"]
-    val = [r for r in records if r.get("split") == "val"]
-    panels = ["loss"] + (["accuracy"] if any("accuracy" in r for r in train) else [])
+    all_train = [r for r in records if r.get("split") == "train"]
+    all_val = [r for r in records if r.get("split") == "val"]
+    panels = ["loss"] + (["accuracy"] if any("accuracy" in r for r in all_train) else [])
+    seeds = list(dict.fromkeys(r.get("seed") for r in all_train + all_val))
     fig = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
     for i, name in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
-        if train:
-            ax.plot([r["step"] for r in train], [r[name] for r in train], label="train (query)")
-        if val:
-            ax.errorbar(
-                [r["step"] for r in val],
-                [r[name] for r in val],
-                yerr=[r.get(f"{name}_ci95", 0.0) for r in val],
-                marker="o",
-                capsize=3,
-                label="validation (after adaptation)",
-            )
+        for seed in seeds:
+            train = [r for r in all_train if r.get("seed") == seed]
+            val = [r for r in all_val if r.get("seed") == seed]
+            run = "" if seed is None else f"seed {seed}, "
+            if train:
+                ax.plot([r["step"] for r in train], [r[name] for r in train],
+                        label=f"{run}train (query)")  # fmt: skip
+            if val:
+                ax.errorbar(
+                    [r["step"] for r in val],
+                    [r[name] for r in val],
+                    yerr=[r.get(f"{name}_ci95", 0.0) for r in val],
+                    marker="o",
+                    capsize=3,
+                    label=f"{run}validation (after adaptation)",
+                )
         ax.set_xlabel("meta-step")
         classification = len(panels) > 1
         label = {"loss": "query cross-entropy" if classification else "query MSE"}
         ax.set_ylabel(label.get(name, f"query {name}"))
-        if name == "loss" and all(r[name] > 0 for r in train + val):
+        if name == "loss" and all(r[name] > 0 for r in all_train + all_val):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,7 +33,8 @@ from jmeta.datasets.conversion import conversion_for
 from jmeta.step import MetaTrainState, nonfinite_cause
 from jmeta.train import best as best_lib
 from jmeta.train import outputs
-from jmeta.train.build import build_learners, initial_state, meta_optimizer
+from jmeta.train import seeds as seeds_lib
+from jmeta.train.build import build_learners, meta_optimizer, run_state
 from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.compilation_cache import enable_compilation_cache
 from jmeta.train.config import TrainConfig, resolve_config
@@ -75,9 +77,13 @@ class TrainResult(NamedTuple):
     Attributes:
       config: the resolved configuration (``output_dir`` filled in).
       output_dir: where the run wrote its files.
-      state: the final :class:`~jmeta.MetaTrainState`.
-      test: ``{test-time inner steps: {metric: Estimate}}`` on the test split.
+      state: the final :class:`~jmeta.MetaTrainState` (with ``seeds``: each
+        leaf has a leading axis of one entry per seed).
+      test: ``{test-time inner steps: {metric: Estimate}}`` on the test split
+        (empty with ``seeds``: see ``seeds``).
       seconds: wall time of this call.
+      seeds: with ``config.seeds``, each seed's scores and their spread
+        (:class:`~jmeta.train.SeedResults`); otherwise ``None``.
     """
 
     config: TrainConfig
@@ -85,6 +91,7 @@ class TrainResult(NamedTuple):
     state: MetaTrainState
     test: Scores
     seconds: float
+    seeds: seeds_lib.SeedResults | None = None
 
     def summary(self) -> str:
         """A few lines for people: what ran, how long, the test table."""
@@ -96,11 +103,21 @@ class TrainResult(NamedTuple):
         header = (
             f"test: {c.eval_tasks} fixed tasks (seed {c.eval_seed}), mean ± 95% confidence interval"
         )
+        runs = ""
+        if self.seeds is not None:
+            runs = f"{len(self.seeds.test)} seeds ({' '.join(map(str, self.seeds.test))}), "
+            header = seeds_lib.seeds_header(header)
         first = (
-            f"{c.algorithm} on {what}: {int(self.state.step)} meta-steps; "
+            f"{c.algorithm} on {what}: {runs}{_steps_done(self.state)} meta-steps; "
             f"{self.seconds:.1f} s in this call. Outputs in {self.output_dir}"
         )
-        return first + "\n" + format_scores(self.test, regression=c.is_regression, header=header)
+        if self.seeds is not None:
+            table = seeds_lib.format_seed_scores(
+                self.seeds.test, self.seeds.diverged, regression=c.is_regression, header=header
+            )
+        else:
+            table = format_scores(self.test, regression=c.is_regression, header=header)
+        return first + "\n" + table
 
 
 def train(
@@ -180,7 +197,7 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     train_learner, test_learner = build_learners(config, problem)
     step = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     check_memory(config, problem, step, train_learner)  # and that a meta-batch can fit
-    like, train_key = initial_state(step, train_learner, problem.model, config.seed, abstract=True)
+    like, train_key = run_state(step, train_learner, problem.model, config, abstract=True)
     primary = is_primary()  # process 0 writes; the others read the folder
     folder: outputs.RunFolder | ReadOnlyFolder = (
         outputs.RunFolder.open(out, resume=resume, overwrite=overwrite)
@@ -192,9 +209,10 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         plan = None
         if resume:
             assert folder.record is not None  # RunFolder.open(resume=True) refuses a folder without
+            seeds_lib.check_resume(folder.saved_config(), config, out / outputs.CONFIG)
             plan = plan_resume(folder.record, ckpts, config, folder.saved_config(), like)
         if plan is None or plan.state is None:
-            state, _ = initial_state(step, train_learner, problem.model, config.seed)
+            state, _ = run_state(step, train_learner, problem.model, config)
         else:
             state = plan.state
         shape = problem.image_shape
@@ -241,7 +259,7 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
     started = time.perf_counter() if started is None else started
     config, out, problem = prepared.config, prepared.output_dir, prepared.problem
     folder, state = prepared.folder, prepared.state
-    first = int(state.step)
+    first = _steps_done(state)
     assert problem.train is not None and problem.test is not None  # setup loads every split
     try:
         log = (
@@ -254,24 +272,32 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
             else NoLog(out / outputs.METRICS)
         )
         try:
-            state, best = _run(
+            state, best, diverged = _run(
                 config, problem, prepared.step, prepared.test_learner, state,
                 prepared.train_key, prepared.checkpoints, log, progress, folder, prepared.mesh,
             )  # fmt: skip
             folder.started()
-            tested, tested_step = state.meta_params, int(state.step)
-            if config.keep_best and best.step is not None:
-                tested_step = best.step
-                tested = best_lib.best_checkpoints(out).restore(like=state, step=best.step)
-                tested = to_mesh(tested.meta_params, prepared.mesh)
-            test = test_scores(
-                config, prepared.test_learner, tested, problem.test, mesh=prepared.mesh
-            )
-            for inner_steps, scores in test.items():
-                log.write(_record("test", tested_step, scores, inner_steps=inner_steps))
+            if config.seeds is not None:
+                per_seed = _test_seeds(config, prepared, state, diverged, log)
+                test: Scores = {}
+                results = seeds_lib.results_json(
+                    config.seeds, per_seed.steps, per_seed.test, per_seed.diverged
+                )
+            else:
+                per_seed = None
+                tested, tested_step = state.meta_params, int(state.step)
+                if config.keep_best and best.step is not None:
+                    tested_step = best.step
+                    tested = best_lib.best_checkpoints(out).restore(like=state, step=best.step)
+                    tested = to_mesh(tested.meta_params, prepared.mesh)
+                test = test_scores(
+                    config, prepared.test_learner, tested, problem.test, mesh=prepared.mesh
+                )
+                for inner_steps, scores in test.items():
+                    log.write(_record("test", tested_step, scores, inner_steps=inner_steps))
+                results = {"step": int(state.step), "test": scores_to_json(test)}
         finally:
             log.close()
-        results = {"step": int(state.step), "test": scores_to_json(test)}
         if best is not None:
             reason = best_lib.stop_reason(best, config.early_stop) or "num_steps"
             results.update(tested_step=tested_step, best=best.to_json(),
@@ -280,7 +306,7 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
         seconds = time.perf_counter() - started
         if prepared.primary:
             write_json(out / outputs.RESULTS, results)
-            _add_timing(out / outputs.TIMINGS, first, int(state.step), seconds, prepared.resumed)
+            _add_timing(out / outputs.TIMINGS, first, _steps_done(state), seconds, prepared.resumed)
             curves = read_metrics(out / outputs.METRICS)
             plot_curves(curves, out / outputs.CURVES, title=_title(config))
     except BaseException:
@@ -288,7 +314,28 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
         raise
     finally:
         folder.close()
-    return TrainResult(config, out, state, test, seconds)
+    return TrainResult(config, out, state, test, seconds, per_seed)
+
+
+def _steps_done(state) -> int:
+    """Meta-steps the run has taken (with seeds: the seeds that did not diverge)."""
+    return int(np.max(jax.device_get(state.step)))
+
+
+def _test_seeds(config, prepared: Setup, state, diverged, log) -> seeds_lib.SeedResults:
+    """The test scores of each seed that did not diverge."""
+    steps = np.asarray(jax.device_get(state.step))
+    at = {seed: int(steps[i]) for i, seed in enumerate(config.seeds)}
+    test = {}
+    for i, seed in enumerate(config.seeds):
+        if seed in diverged:
+            continue
+        params = seeds_lib.seed_entry(state.meta_params, i)
+        test[seed] = test_scores(config, prepared.test_learner, params, prepared.problem.test,
+                                 mesh=prepared.mesh)  # fmt: skip
+        for inner_steps, scores in test[seed].items():
+            log.write(_record("test", at[seed], scores, inner_steps=inner_steps, seed=seed))
+    return seeds_lib.SeedResults(test, at, dict(diverged))
 
 
 def _add_timing(path: Path, first: int, last: int, seconds: float, resumed: bool) -> None:
@@ -304,8 +351,10 @@ def _add_timing(path: Path, first: int, last: int, seconds: float, resumed: bool
 def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress, folder, mesh):
     """Meta-steps from ``state.step`` to ``config.num_steps`` (or an early stop).
 
-    Returns ``(final state, validation standing)``; the standing is ``None``
-    unless ``keep_best`` or ``early_stop`` is set (:mod:`jmeta.train.best`).
+    Returns ``(final state, validation standing, diverged seeds)``; the
+    standing is ``None`` unless ``keep_best`` or ``early_stop`` is set
+    (:mod:`jmeta.train.best`); the last is ``{seed: what happened}`` (empty
+    without ``seeds``).
     """
     from tqdm.auto import tqdm
 
@@ -313,18 +362,20 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
     if config.keep_best or config.early_stop:
         best = best_lib.replay(best_lib.metric_for(config.is_regression), read_metrics(log.path))
 
+    multi = config.seeds is not None
+    alive, diverged = _seeds_alive(config, state, folder) if multi else (None, {})
     compiled: dict[int, Any] = {}
     started = time.perf_counter()
     postfix: dict[str, str] = {}
     with tqdm(
         total=config.num_steps,
-        initial=int(state.step),
+        initial=_steps_done(state),
         unit="step",
         disable=not progress,
         dynamic_ncols=True,
         desc=f"{config.algorithm} {config.dataset}",
     ) as bar:
-        while (done := int(state.step)) < config.num_steps and not (
+        while (done := _steps_done(state)) < config.num_steps and not (
             best and best_lib.stop_reason(best, config.early_stop)
         ):
             length = min(
@@ -332,31 +383,44 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
             )
             if length not in compiled:
                 bar.set_description_str(f"compiling {length} steps")
-                compiled[length] = compile_steps(
+                compile_ = seeds_lib.compile_seed_steps if multi else compile_steps
+                compiled[length] = compile_(
                     step, problem.train, config.meta_batch_size, length, state, train_key, mesh
                 )
                 bar.set_description_str(f"{config.algorithm} {config.dataset}")
             tick = time.perf_counter()
-            state, metrics = compiled[length](state, train_key, problem.train.data)
+            inputs = (state, train_key) + ((alive,) if multi else ())
+            state, metrics = compiled[length](*inputs, problem.train.data)
             metrics = jax.device_get(metrics)
             seconds = time.perf_counter() - tick
             folder.started()  # its first call ran: a run it replaced can go
-            finite = np.asarray(metrics.pop("finite"))
-            applied = int(finite.argmin()) if not finite.all() else length
+            if multi:  # each seed logged, and frozen if it failed
+                record = _seed_records(config, done, length, metrics, alive, diverged, log,
+                                       ckpts, folder, seconds, started)  # fmt: skip
+                applied = length
+            else:
+                finite = np.asarray(metrics.pop("finite"))
+                applied = int(finite.argmin()) if not finite.all() else length
+                if applied:
+                    record = {k: float(np.mean(v[:applied])) for k, v in metrics.items()}
+                    record["tasks_per_s"] = applied * config.meta_batch_size / seconds
+                    record["seconds"] = time.perf_counter() - started
+                    log.write({"split": "train", "step": done + applied, **record})
             if applied:
-                record = {k: float(np.mean(v[:applied])) for k, v in metrics.items()}
-                record["tasks_per_s"] = applied * config.meta_batch_size / seconds
-                record["seconds"] = time.perf_counter() - started
-                log.write({"split": "train", "step": done + applied, **record})
                 bar.update(applied)
                 postfix.update(_postfix(record, config))
                 bar.set_postfix(postfix, refresh=False)
             if applied < length:
                 _diverged(config, done + applied, metrics, applied, ckpts, folder)
-            done = int(state.step)
+            done = _steps_done(state)
             if config.eval_interval and done % config.eval_interval == 0 and problem.val:
-                scores = validate(config, test_learner, state.meta_params, problem.val, mesh=mesh)
-                log.write(_record("val", done, scores, inner_steps=config.test_inner_steps[0]))
+                scores = (
+                    _validate_seeds(config, test_learner, state, alive, problem.val, mesh, log)
+                    if multi
+                    else validate(config, test_learner, state.meta_params, problem.val, mesh=mesh)
+                )
+                if not multi:
+                    log.write(_record("val", done, scores, inner_steps=config.test_inner_steps[0]))
                 postfix.update(_postfix({k: v.mean for k, v in scores.items()}, config, "val "))
                 bar.set_postfix(postfix)
                 if best is not None:
@@ -364,9 +428,102 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
             at_interval = config.checkpoint_interval and done % config.checkpoint_interval == 0
             if at_interval or done == config.num_steps:
                 _save(config, done, state, ckpts, folder)
-    if ckpts.latest() != int(state.step):
-        _save(config, int(state.step), state, ckpts, folder)
-    return state, best
+    if ckpts.latest() != _steps_done(state):
+        _save(config, _steps_done(state), state, ckpts, folder)
+    return state, best, diverged
+
+
+def _seeds_alive(config, state, folder) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
+    """Which seeds train on, and what stopped the others (a resumed run's frozen seeds).
+
+    A seed behind the others' step diverged earlier and stays frozen; the run
+    record's entry says why.
+    """
+    steps = np.asarray(jax.device_get(state.step))
+    alive = steps == steps.max()
+    before = (folder.record or {}).get("diverged_seeds") or {}
+    diverged = {
+        seed: before.get(str(seed), {"step": int(steps[i]) + 1, "cause": "unknown"})
+        for i, seed in enumerate(config.seeds)
+        if not alive[i]
+    }
+    folder.update(diverged_seeds={str(k): v for k, v in diverged.items()})
+    return alive, diverged
+
+
+def _seed_records(
+    config, done, length, metrics, alive, diverged, log, ckpts, folder, seconds, started
+) -> dict[str, float]:
+    """Log each live seed's steps of this call; freeze (and report) the seeds that failed.
+
+    Updates ``alive`` and ``diverged`` in place; returns the mean over live
+    seeds of their records, for the progress bar. Raises
+    :class:`TrainingDiverged` when the tasks do not fit the model (every seed
+    would fail) or when no seed is left.
+    """
+    finite = np.asarray(metrics.pop("finite"))
+    kept = finite & np.asarray(metrics.pop("params_finite"))
+    live = [i for i in range(len(config.seeds)) if alive[i]]
+    applied = {i: int(kept[i].argmin()) if not kept[i].all() else length for i in live}
+    timing = {
+        "tasks_per_s": sum(applied.values()) * config.meta_batch_size / seconds,
+        "seconds": time.perf_counter() - started,
+    }
+    records = []
+    for i in live:
+        seed, n = config.seeds[i], applied[i]
+        if n:
+            record = {k: float(np.mean(v[i, :n])) for k, v in metrics.items()}
+            records.append(record)
+            log.write({"split": "train", "step": done + n, "seed": seed, **record, **timing})
+        if n == length:
+            continue
+        at_step = {name: v[i, n] for name, v in metrics.items()}
+        if float(at_step.get("labels_valid", 1.0)) < 1:  # the tasks do not fit the model
+            _diverged(config, done + n, {k: v[i] for k, v in metrics.items()}, n, ckpts, folder)
+        cause = seeds_lib.divergence_cause({**at_step, "finite": finite[i, n]})
+        alive[i] = False
+        diverged[seed] = {"step": done + n + 1, "cause": cause, "meta_lr": config.meta_lr}
+        folder.update(diverged_seeds={str(k): v for k, v in diverged.items()})
+        warnings.warn(
+            f"seed {seed}: meta-step {done + n + 1} was not applied: {cause}; seed {seed} is "
+            f"frozen with its parameters after step {done + n}"
+            + (", the other seeds continue." if alive.any() else "."),
+            seeds_lib.SeedDiverged,
+            stacklevel=4,
+        )
+    if not alive.any():
+        which = ", ".join(f"seed {k} at meta-step {v['step']}" for k, v in diverged.items())
+        raise TrainingDiverged(
+            f"every seed diverged ({which}); training stopped and the checkpoints are kept. "
+            f"Try a smaller --meta-lr ({config.meta_lr}) or --inner-lr ({config.inner_lr}) in "
+            "a new run.",
+            done,
+            ckpts.latest(),
+        )
+    if not records:
+        return {}
+    return {k: float(np.mean([r[k] for r in records])) for k in records[0]} | timing
+
+
+def _validate_seeds(config, learner, state, alive, split, mesh, log):
+    """Validate each live seed (one record each); returns the mean scores, for the progress bar."""
+    steps = np.asarray(jax.device_get(state.step))
+    means: dict[str, list[float]] = {}
+    for i, seed in enumerate(config.seeds):
+        if not alive[i]:
+            continue
+        params = seeds_lib.seed_entry(state.meta_params, i)
+        scores = validate(config, learner, params, split, mesh=mesh)
+        log.write(_record("val", int(steps[i]), scores, inner_steps=config.test_inner_steps[0],
+                          seed=seed))  # fmt: skip
+        for name, est in scores.items():
+            means.setdefault(name, []).append(est.mean)
+    return {name: _Mean(float(np.mean(v))) for name, v in means.items()}
+
+
+class _Mean(NamedTuple):
+    mean: float
 
 
 def _track_best(config, step: int, scores, best, state, folder):

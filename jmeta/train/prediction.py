@@ -50,13 +50,14 @@ import jmeta
 from jmeta.datasets.conversion import ImageConversion, dataset_conversion
 from jmeta.train import outputs
 from jmeta.train.algorithms import ALGORITHMS, LearnerSpec
-from jmeta.train.build import build_learners, initial_state, meta_optimizer
+from jmeta.train.build import build_learners, meta_optimizer, run_state
 from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.compilation_cache import enable_compilation_cache
 from jmeta.train.config import ConfigError, TrainConfig
 from jmeta.train.problem import Problem, build_model, build_problem
 from jmeta.train.resume import expected
 from jmeta.train.scoring import find_run
+from jmeta.train.seeds import seed_entry, seed_index
 from jmeta.types import Batch
 
 PathLike = str | os.PathLike[str]
@@ -156,6 +157,7 @@ def predict(
     inner_steps: int | None = None,
     skip_bad: bool = False,
     seed: int = 0,
+    run_seed: int | None = None,
 ) -> Predictions:
     """Classify ``queries`` among the classes of ``support`` with the run's learner.
 
@@ -170,6 +172,8 @@ def predict(
       skip_bad: skip files Pillow cannot read (listed in
         :attr:`Predictions.skipped`) instead of raising.
       seed: the PRNG key passed to ``adapt`` (jmeta's learners use none).
+      run_seed: which seed of a run of several (``jmeta train --seeds``) to
+        use; required for such a run, and left out for a run of one.
 
     Returns:
       :class:`Predictions`.
@@ -181,6 +185,8 @@ def predict(
         unreadable image (without ``skip_bad``), a query folder without
         images, a regression run.
       CheckpointDamaged, CheckpointMismatch: as for ``jmeta eval``.
+      ConfigValueError: ``run_seed`` missing for a run of several seeds, or
+        not one of them.
 
     Example:
       >>> from jmeta.train import predict
@@ -188,6 +194,7 @@ def predict(
       >>> print(out.table())  # doctest: +SKIP
     """
     run_dir, step, config, conversion = read_run(run)
+    index = seed_index(config, run_seed, run_dir)
     enable_compilation_cache()
     steps = config.test_inner_steps[0] if inner_steps is None else inner_steps
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
@@ -203,6 +210,8 @@ def predict(
             ["support"], path=support, n=len(classes), algo=config.algorithm, ways=config.ways,
         )  # fmt: skip
     scores, meta_params, step = _restore(run_dir, step, config, conversion, counts)
+    if index is not None:
+        meta_params, step = seed_entry(meta_params, index), step[index]
     support_y = np.repeat(np.arange(len(classes), dtype=np.int32), counts)
     key = jax.random.key(seed)
     probabilities = scores(meta_params, support_x, support_y, query_x, key, steps=int(steps))
@@ -338,7 +347,7 @@ def _restore(run_dir: Path, step, config: TrainConfig, conversion, counts):
     program = _program(config, conversion.shape, counts[0] if balanced else None, len(counts))
     with Checkpoints(run_dir / outputs.CHECKPOINTS, keep=config.keep_checkpoints) as ckpts:
         state = ckpts.restore(like=program.like, step=step, expect=expected(config))
-    return program.scores, state.meta_params, int(state.step)
+    return program.scores, state.meta_params, np.asarray(state.step)
 
 
 class _Program(NamedTuple):
@@ -367,7 +376,7 @@ def _program(config: TrainConfig, shape, shots: int | None, num_classes: int) ->
     )
     train_learner, _ = build_learners(config, problem)
     fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
-    like, _ = initial_state(fns, train_learner, model, config.seed, abstract=True)
+    like, _ = run_state(fns, train_learner, model, config, abstract=True)
     spec = LearnerSpec(
         config=config if shots is None else config.replace(shots=shots),
         model=model,

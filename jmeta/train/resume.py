@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from jmeta.train.checkpoint import CheckpointDamaged, Checkpoints
 from jmeta.train.config import PARAMETER_FIELDS, TrainConfig
 
@@ -112,7 +114,7 @@ def plan_resume(
     diverged = record.get("diverged")
     try:
         state = ckpts.restore(like=like, expect=expected(config))
-        step = int(state.step)
+        step = int(np.max(state.step))  # with seeds, one per seed: the run's is the largest
     except (FileNotFoundError, CheckpointDamaged) as err:
         never = not record.get("checkpointed") or (diverged and diverged["last_good"] is None)
         if ckpts.steps() or not never:

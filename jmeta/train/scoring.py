@@ -15,7 +15,7 @@ import jmeta
 from jmeta.train import outputs
 from jmeta.train.algorithms import ALGORITHMS
 from jmeta.train.best import BEST, best_checkpoints
-from jmeta.train.build import build_learners, initial_state, meta_optimizer
+from jmeta.train.build import build_learners, meta_optimizer, run_state
 from jmeta.train.checkpoint import Checkpoints, CheckpointWarning
 from jmeta.train.compilation_cache import enable_compilation_cache
 from jmeta.train.config import NO_SPLIT, ConfigError, ConfigValueError, TrainConfig
@@ -23,6 +23,7 @@ from jmeta.train.devices import to_mesh, train_mesh
 from jmeta.train.problem import Split, build_problem
 from jmeta.train.results import Scores
 from jmeta.train.resume import expected
+from jmeta.train.seeds import seed_entry, seed_index
 from jmeta.types import MetaLearner
 
 
@@ -129,6 +130,7 @@ def evaluate_checkpoint(
     seed: int | None = None,
     inner_steps: tuple[int, ...] | None = None,
     data_dir: str | None = None,
+    run_seed: int | None = None,
 ) -> tuple[Scores, int]:
     """Score a checkpoint on fixed tasks of its run's test (or validation) split.
 
@@ -142,9 +144,13 @@ def evaluate_checkpoint(
         tasks the run was tested on).
       inner_steps: test-time inner steps (default: the run's ``test_inner_steps``).
       data_dir: where the data are, if they moved.
+      run_seed: which seed of a run of several (``jmeta train --seeds``) to
+        score; required for such a run (``jmeta eval`` scores each), left out
+        for a run of one.
 
     Returns:
-      ``({inner steps: {metric: Estimate}}, checkpoint step)``.
+      ``({inner steps: {metric: Estimate}}, checkpoint step)`` (of the seed
+      scored: a seed that diverged stopped earlier than the checkpoint).
 
     The newest checkpoint is the newest intact one (a damaged newer one is
     skipped with a :class:`~jmeta.train.CheckpointWarning`). No lock
@@ -164,6 +170,7 @@ def evaluate_checkpoint(
     found = locate_checkpoint(path)
     run_dir, step = found.run_dir, found.step
     config = outputs.saved_config(run_dir)
+    index = seed_index(config, run_seed, run_dir)
     enable_compilation_cache()
     overrides = {"data_dir": data_dir, "eval_tasks": num_tasks, "eval_seed": seed,
                  "test_inner_steps": inner_steps}  # fmt: skip
@@ -177,9 +184,11 @@ def evaluate_checkpoint(
     problem = build_problem(config, splits=(split, "train") if needs_train else (split,))
     train_learner, test_learner = build_learners(config, problem)
     step_fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
-    like, _ = initial_state(step_fns, train_learner, problem.model, config.seed, abstract=True)
+    like, _ = run_state(step_fns, train_learner, problem.model, config, abstract=True)
     with Checkpoints(found.directory, keep=config.keep_checkpoints) as ckpts:
         state = ckpts.restore(like=like, step=step, expect=expected(config))
+    if index is not None:
+        state = seed_entry(state, index)
     target = problem.test if split == "test" else problem.val
     assert target is not None  # loaded above
     params, mesh = state.meta_params, _run_mesh(config)
