@@ -31,7 +31,7 @@ from jmeta import parallel
 from jmeta.datasets.conversion import conversion_for
 from jmeta.step import MetaTrainState, nonfinite_cause
 from jmeta.train import best as best_lib
-from jmeta.train import outputs
+from jmeta.train import outputs, processes
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
 from jmeta.train.config import TrainConfig, resolve_config
@@ -172,6 +172,15 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         raise ValueError("--resume needs --output-dir: the folder of the run to continue.")
     initialize(config)  # joins the other processes of a run of several
     mesh = train_mesh(config)  # checks --devices and the meta-batch against the devices
+    processes.watch_peers(config)  # one that dies stops the others (stop_watching in run)
+    try:
+        return _setup(config, mesh, resume=resume, overwrite=overwrite)
+    except BaseException:
+        processes.stop_watching(ok=False)
+        raise
+
+
+def _setup(config: TrainConfig, mesh: Mesh, *, resume: bool, overwrite: bool) -> Setup:
     problem = build_problem(config)  # checks the data before anything is written
     out = Path(config.output_dir) if config.output_dir else outputs.default_output_dir(config)
     config = config.replace(output_dir=str(out))
@@ -251,6 +260,7 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
             if prepared.primary
             else NoLog(out / outputs.METRICS)
         )
+        processes.sync("metrics")  # the others read the log once process 0 has cut it (resume)
         try:
             state, best = _run(
                 config, problem, prepared.step, prepared.test_learner, state,
@@ -259,6 +269,7 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
             folder.started()
             tested, tested_step = state.meta_params, int(state.step)
             if config.keep_best and best.step is not None:
+                processes.sync("best")  # process 0 has written it
                 tested_step = best.step
                 tested = best_lib.best_checkpoints(out).restore(like=state, step=best.step)
                 tested = to_mesh(tested.meta_params, prepared.mesh)
@@ -283,9 +294,11 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
             plot_curves(curves, out / outputs.CURVES, title=_title(config))
     except BaseException:
         folder.abandon()  # puts a replaced run back if the new one never started
+        processes.stop_watching(ok=False)
         raise
     finally:
         folder.close()
+        processes.stop_watching()
     return TrainResult(config, out, state, test, seconds)
 
 
