@@ -186,7 +186,7 @@ def _setup(config: TrainConfig, mesh: Mesh, *, resume: bool, overwrite: bool) ->
     config = config.replace(output_dir=str(out))
     train_learner, test_learner = build_learners(config, problem)
     step = jmeta.meta_train_step(train_learner, meta_optimizer(config))
-    check_memory(config, problem, step, train_learner)  # and that a meta-batch can fit
+    check_memory(config, problem, step, train_learner, devices=mesh.size)  # a device's share
     like, train_key = initial_state(step, train_learner, problem.model, config.seed, abstract=True)
     primary = is_primary()  # process 0 writes; the others read the folder
     folder: outputs.RunFolder | ReadOnlyFolder = (
