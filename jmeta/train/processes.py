@@ -121,9 +121,8 @@ def watch_peers(config: TrainConfig) -> None:
     Each process other than 0 holds a TCP connection to process 0 (its
     address, on a port the system picks, is shared with a collective at
     start-up). The system closes a dead process's connections at once, so
-    when one process is killed the process at the other end (process 0, or
-    every other process when process 0 dies) waits :data:`GRACE_S` seconds,
-    in case its own run is ending too, then prints to stderr::
+    when a process other than 0 is killed, process 0 waits :data:`GRACE_S`
+    seconds, in case its own run is ending too, then prints to stderr::
 
       jmeta train: stopped: process 1 of 2 ended before the run did (killed, or stopped by an
       error in its own output); this process (0) stops too. Checkpoints written so far are
@@ -131,9 +130,11 @@ def watch_peers(config: TrainConfig) -> None:
 
     and exits with status 1, wherever its main thread was: blocked in a
     collective, or writing a file (which the run folder survives as it
-    survives a kill). A host that vanishes without closing its connections is
-    caught by JAX's own heartbeat instead (100 s, with JAX's message). Call
-    :func:`stop_watching` when the run ends. A no-op with one process.
+    survives a kill); the others then see process 0 go. When process 0 dies,
+    JAX's runtime stops the others at once, with its own message and stack
+    trace; a host that vanishes without closing its connections is caught by
+    JAX's heartbeat (after 100 s, the same way). Call :func:`stop_watching`
+    when the run ends. A no-op with one process.
     """
     count, me = jax.process_count(), jax.process_index()
     if count == 1 or _watching:
@@ -178,7 +179,7 @@ def watch_peers(config: TrainConfig) -> None:
         stopping.set()
         for conn in peers:
             try:
-                conn.sendall(b"done" if ok else b"fail")
+                conn.sendall(b"D" if ok else b"F")  # done, or failed
                 conn.close()
             except OSError:
                 pass
@@ -192,10 +193,10 @@ def watch_peers(config: TrainConfig) -> None:
                 for key, _ in selector.select():
                     conn = key.fileobj
                     try:
-                        said = conn.recv(16)
+                        said = conn.recv(1)
                     except OSError:
                         said = b""
-                    if said.startswith(b"done"):  # it finished the run
+                    if said == b"D":  # it finished the run
                         selector.unregister(conn)
                         continue
                     if stopping.wait(GRACE_S):  # this run ends too: nothing to report
