@@ -34,12 +34,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def jmeta_train(argvs, devices_per_process: int, logs: pathlib.Path, kill=None, cache=None):
+def jmeta_train(argvs, devices_per_process: int, logs: pathlib.Path, kill=None):
     """Run ``jmeta train`` once per argv, all at once; ``[(returncode, output)]``.
 
     An argv may start with ``pause=SIGNAL`` (tests/pausing_train.py: the process pauses before
     its second compiled call); then ``kill(processes)`` runs once the processes have started.
-    ``cache``: a persistent compilation cache the runs share.
     """
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "JAX_COORD"))},
@@ -47,9 +46,7 @@ def jmeta_train(argvs, devices_per_process: int, logs: pathlib.Path, kill=None, 
         "--xla_backend_optimization_level=0",
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": str(TESTS.parent),
-        **({"JAX_COMPILATION_CACHE_DIR": str(cache),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"} if cache else {}),
-    }  # fmt: skip
+    }
     procs, files = [], []
     for i, argv in enumerate(argvs):
         files.append(logs / f"process{i}-{time.monotonic_ns()}.log")
@@ -92,12 +89,10 @@ def two_process_argvs(out: pathlib.Path, *flags: str) -> list[list[str]]:
 def two(tmp_path_factory):
     """An uninterrupted run of two processes of two devices each, keeping the best state."""
     root = tmp_path_factory.mktemp("two")
-    cache = root / "xla-cache"
-    for code, output in jmeta_train(two_process_argvs(root / "run", "--keep-best"), 2, root,
-                                    cache=cache):  # fmt: skip
+    for code, output in jmeta_train(two_process_argvs(root / "run", "--keep-best"), 2, root):
         assert code == 0, output[-3000:]
         assert "Traceback" not in output
-    return root / "run", cache
+    return root / "run"
 
 
 def restored(run: pathlib.Path, step: int, folder: str = "checkpoints"):
@@ -108,7 +103,6 @@ def restored(run: pathlib.Path, step: int, folder: str = "checkpoints"):
 
 
 def test_two_processes_write_the_results_of_one(two, tmp_path):
-    two, _ = two
     one = tmp_path / "one"
     ((code, output),) = jmeta_train([[*TINY, "--output-dir", str(one), "--keep-best"]], 4, tmp_path)
     assert code == 0, output[-3000:]
@@ -138,7 +132,7 @@ def test_two_processes_write_the_results_of_one(two, tmp_path):
 
 
 def test_a_killed_process_stops_the_other_with_one_line_and_both_resume(two, tmp_path):
-    reference, cache = two
+    reference = two
     run = tmp_path / "run"
     paused = tmp_path / "paused"
     argvs = two_process_argvs(run, "--keep-best")
@@ -158,7 +152,7 @@ def test_a_killed_process_stops_the_other_with_one_line_and_both_resume(two, tmp
         procs[0].wait(timeout=60)
         stopped.append(time.monotonic())
 
-    (code0, output0), (code1, _) = jmeta_train(argvs, 2, tmp_path, kill_process_1, cache)
+    (code0, output0), (code1, _) = jmeta_train(argvs, 2, tmp_path, kill_process_1)
     assert code1 == -9
     # The survivor stops on its own within seconds (processes.GRACE_S = 5), with one line.
     assert code0 == 1 and stopped[1] - stopped[0] < 30, output0[-3000:]
@@ -175,8 +169,8 @@ def test_a_killed_process_stops_the_other_with_one_line_and_both_resume(two, tmp
     ]  # fmt: skip
     assert not (run / "results.json").exists()
 
-    for code, output in jmeta_train(two_process_argvs(run, "--keep-best", "--resume"), 2,
-                                    tmp_path, cache=cache):  # fmt: skip
+    resumed = two_process_argvs(run, "--keep-best", "--resume")
+    for code, output in jmeta_train(resumed, 2, tmp_path):
         assert code == 0, output[-3000:]
     # Bit for bit as the uninterrupted run: the same devices, processes and collectives.
     assert (run / "results.json").read_bytes() == (reference / "results.json").read_bytes()
