@@ -93,9 +93,8 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, *, title: str =
     One panel for the loss (log scale) and, for classification, one for the
     accuracy; validation points carry their 95% confidence interval.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # A Figure of its own, never pyplot's: matplotlib's backend (a notebook's inline plots) is
+    # left as it is, and saving a PNG needs no display.
     from matplotlib.figure import Figure
 
     train = [r for r in records if r.get("split") == "train"]
