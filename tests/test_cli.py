@@ -101,7 +101,8 @@ def test_a_bad_value_leaves_an_existing_run_untouched(tmp_path, capsys):
 
 
 def test_a_meta_batch_too_large_for_memory_is_refused_before_compiling(tmp_path, capsys):
-    argv = ["train", "--meta-batch-size", "100000000", "--output-dir", str(tmp_path / "run")]
+    argv = ["train", "--meta-batch-size", "100000000", "--devices", "1",
+            "--output-dir", str(tmp_path / "run")]  # fmt: skip
     status, _, err = run(argv, capsys)
     assert status == 2
     assert "jmeta train: error: --meta-batch-size 100000000 needs at least an estimated " in err

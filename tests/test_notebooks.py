@@ -23,7 +23,7 @@ NOTEBOOKS = REPO / "colab"
 
 # notebook -> simulated CPU devices in its kernel (1: a plain CPU, as on a Colab CPU runtime).
 DEVICES = {
-    "01_quickstart.ipynb": 4,  # sharded_scan_steps over a task mesh
+    "01_quickstart.ipynb": 4,  # jmeta.train.train splits each meta-batch over the 4 devices
     "02_omniglot.ipynb": 1,
     "03_custom_model_and_algorithm.ipynb": 1,
     "04_throughput.ipynb": 2,  # the sharded jmeta step next to the single-device peers
@@ -85,7 +85,7 @@ def test_notebook_runs(name: str, tmp_path: Path, monkeypatch):
     if name == "02_omniglot.ipynb":  # a fake release in the real layout; nothing is downloaded
         from tiny_runs import fake_omniglot
 
-        data = fake_omniglot(tmp_path / "omniglot", characters=4, drawers=8)
+        data = fake_omniglot(tmp_path / "omniglot", characters=5, drawers=8)  # 5-way val tasks
         env["JMETA_OMNIGLOT_DIR"] = str(data)
     cpu_before = _children_cpu_s()
     # execute() raises CellExecutionError, with the cell and its traceback, at the first error.

@@ -96,9 +96,8 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, *, title: str =
     accuracy; validation points carry their 95% confidence interval. A run of
     several seeds (records with ``"seed"``) has one line of each per seed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # A Figure of its own, never pyplot's: matplotlib's backend (a notebook's inline plots) is
+    # left as it is, and saving a PNG needs no display.
     from matplotlib.figure import Figure
 
     all_train = [r for r in records if r.get("split") == "train"]

@@ -32,7 +32,7 @@ from jmeta import parallel
 from jmeta.datasets.conversion import conversion_for
 from jmeta.step import MetaTrainState, nonfinite_cause
 from jmeta.train import best as best_lib
-from jmeta.train import outputs
+from jmeta.train import outputs, processes
 from jmeta.train import seeds as seeds_lib
 from jmeta.train.build import build_learners, meta_optimizer, run_state
 from jmeta.train.checkpoint import Checkpoints
@@ -191,12 +191,21 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     initialize(config)  # joins the other processes of a run of several
     enable_compilation_cache()
     mesh = train_mesh(config)  # checks --devices and the meta-batch against the devices
+    processes.watch_peers(config)  # one that dies stops the others (stop_watching in run)
+    try:
+        return _setup(config, mesh, resume=resume, overwrite=overwrite)
+    except BaseException:
+        processes.stop_watching(ok=False)
+        raise
+
+
+def _setup(config: TrainConfig, mesh: Mesh, *, resume: bool, overwrite: bool) -> Setup:
     problem = build_problem(config)  # checks the data before anything is written
     out = Path(config.output_dir) if config.output_dir else outputs.default_output_dir(config)
     config = config.replace(output_dir=str(out))
     train_learner, test_learner = build_learners(config, problem)
     step = jmeta.meta_train_step(train_learner, meta_optimizer(config))
-    check_memory(config, problem, step, train_learner)  # and that a meta-batch can fit
+    check_memory(config, problem, step, train_learner, devices=mesh.size)  # a device's share
     like, train_key = run_state(step, train_learner, problem.model, config, abstract=True)
     primary = is_primary()  # process 0 writes; the others read the folder
     folder: outputs.RunFolder | ReadOnlyFolder = (
@@ -271,6 +280,7 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
             if prepared.primary
             else NoLog(out / outputs.METRICS)
         )
+        processes.sync("metrics")  # the others read the log once process 0 has cut it (resume)
         try:
             state, best, diverged = _run(
                 config, problem, prepared.step, prepared.test_learner, state,
@@ -287,6 +297,7 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
                 per_seed = None
                 tested, tested_step = state.meta_params, int(state.step)
                 if config.keep_best and best.step is not None:
+                    processes.sync("best")  # process 0 has written it
                     tested_step = best.step
                     tested = best_lib.best_checkpoints(out).restore(like=state, step=best.step)
                     tested = to_mesh(tested.meta_params, prepared.mesh)
@@ -311,9 +322,11 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
             plot_curves(curves, out / outputs.CURVES, title=_title(config))
     except BaseException:
         folder.abandon()  # puts a replaced run back if the new one never started
+        processes.stop_watching(ok=False)
         raise
     finally:
         folder.close()
+        processes.stop_watching()
     return TrainResult(config, out, state, test, seconds, per_seed)
 
 

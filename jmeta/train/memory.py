@@ -1,4 +1,4 @@
-"""Whether a meta-batch fits in memory: an estimate from shapes, before anything compiles.
+r"""Whether a meta-batch fits in memory: an estimate from shapes, before anything compiles.
 
 A meta-step holds at least the training state (meta-parameters and optimizer
 state), one meta-gradient and, for each task of the meta-batch, the sampled
@@ -7,6 +7,17 @@ changes; ANIL's body is shared, not copied per task). Activations are not
 counted, so the estimate stays below what the step needs (a test checks it
 against XLA's own memory analysis): a configuration whose estimate exceeds
 the memory available cannot run, one below it still may not fit.
+
+The estimate is per device. The trainer splits each meta-batch (and each
+batch of evaluation tasks) over the :math:`D` devices of its mesh
+(:mod:`jmeta.train.devices`) and replicates the state and the data set on
+each, so one device holds
+
+.. math::
+
+   \text{state} + \text{data} + \lceil B / D \rceil \cdot \text{per task}
+
+for a meta-batch of :math:`B` tasks.
 
 Computed with ``jax.eval_shape`` and ``jax.make_jaxpr`` on one task, in
 milliseconds; nothing is compiled or allocated.
@@ -36,6 +47,7 @@ class StepMemory(NamedTuple):
       adapted: one task's adapted parameters.
       meta_params: the meta-parameters alone (what evaluation holds).
       results: one evaluated task's key and metrics (evaluation keeps them all).
+      data: the data set the sampler reads (on every device); 0 if none.
     """
 
     state: int
@@ -43,20 +55,24 @@ class StepMemory(NamedTuple):
     adapted: int
     meta_params: int
     results: int
+    data: int = 0
 
     def per_task(self) -> int:
         return self.task + self.adapted
 
-    def meta_step(self, meta_batch_size: int) -> int:
-        """Bytes of a meta-step over ``meta_batch_size`` tasks (lower estimate)."""
-        return self.state + meta_batch_size * self.per_task()
+    def meta_step(self, meta_batch_size: int, devices: int = 1) -> int:
+        """Bytes on each device of a meta-step over ``meta_batch_size`` tasks split over
+        ``devices`` (lower estimate): the state and data, and ``ceil(B / D)`` tasks."""
+        return self.state + self.data + -(-meta_batch_size // devices) * self.per_task()
 
-    def evaluation(self, batch_size: int, num_tasks: int) -> int:
-        """Bytes of scoring ``num_tasks`` tasks, ``batch_size`` at a time (lower estimate)."""
+    def evaluation(self, batch_size: int, num_tasks: int, devices: int = 1) -> int:
+        """Bytes on each device of scoring ``num_tasks`` tasks, ``batch_size`` at a time, each
+        batch split over ``devices`` (lower estimate)."""
         return (
             self.meta_params
-            + min(batch_size, num_tasks) * self.per_task()
-            + (num_tasks * self.results)
+            + self.data
+            + -(-min(batch_size, num_tasks) // devices) * self.per_task()
+            + -(-num_tasks // devices) * self.results
         )
 
 
@@ -98,6 +114,7 @@ def estimate_step_memory(
         adapted=adapted,
         meta_params=_tree_bytes(meta_params),
         results=_tree_bytes(results) + _tree_bytes(key),
+        data=_tree_bytes(data),
     )
 
 
@@ -137,13 +154,18 @@ def check_memory(
     *,
     available: int | None = None,
     device: jax.Device | None = None,
+    devices: int = 1,
 ) -> StepMemory | None:
     """Refuse a configuration whose meta-step or test clearly cannot fit in memory.
 
     Args:
       config, problem, step, learner: the run's.
-      available: bytes available (default: :func:`available_bytes` of ``device``).
-      device: where the run computes (default: the first device).
+      available: bytes available on one device (default: :func:`available_bytes`
+        of ``device``).
+      device: a device the run computes on (default: the first device).
+      devices: how many devices each meta-batch is split over (the mesh's
+        size, every process's devices together); each holds its share of
+        the tasks and a copy of the state and data.
 
     Returns:
       The estimate, or ``None`` when the available memory is unknown.
@@ -158,29 +180,35 @@ def check_memory(
         return None
     where = f"{device.platform}:{device.id}"
     train = problem.train
+    splits = [s for s in (problem.train, problem.val, problem.test) if s is not None]
+    data = sum(_tree_bytes(s.data) for s in splits)  # every split is on every device
     est = estimate_step_memory(step, learner, problem.model, train.sample, train.data)
-    need = est.meta_step(config.meta_batch_size)
+    est = est._replace(data=data)
+    need = est.meta_step(config.meta_batch_size, devices)
     if need > available:
+        split = f", {-(-config.meta_batch_size // devices)} tasks on each of {devices} devices"
         raise ConfigValueError(
-            "{0} {size} needs at least an estimated {need} per meta-step ({per} per task for "
-            "its inputs and adapted parameters; activations not counted), more than the "
+            "{0} {size} needs at least an estimated {need} per meta-step{on} ({per} per task for "
+            "its inputs and adapted parameters{split}; activations not counted), more than the "
             "{free} available on {where}; lower {0}.",
             ["meta_batch_size"], size=config.meta_batch_size, need=_size(need),
             per=_size(est.per_task()), free=_size(available), where=where,
+            on=" per device" if devices > 1 else "", split=split if devices > 1 else "",
         )  # fmt: skip
     for name, split in (("eval_tasks", problem.test), ("val_tasks", problem.val)):
         if split is None:
             continue
         num = getattr(config, name)
         scored = estimate_step_memory(step, learner, problem.model, split.sample, split.data)
-        need = scored.evaluation(config.meta_batch_size, num)
+        need = scored._replace(data=data).evaluation(config.meta_batch_size, num, devices)
         if need > available:
             raise ConfigValueError(
-                "{0} {num} needs at least an estimated {need} to score ({results} per task for "
-                "its key and scores, {batch} tasks at a time), more than the {free} available "
-                "on {where}.", [name], num=num, need=_size(need),
+                "{0} {num} needs at least an estimated {need}{on} to score ({results} per task "
+                "for its key and scores, {batch} tasks at a time{split}), more than the {free} "
+                "available on {where}.", [name], num=num, need=_size(need),
                 results=_size(scored.results), batch=min(config.meta_batch_size, num),
-                free=_size(available), where=where,
+                free=_size(available), where=where, on=" per device" if devices > 1 else "",
+                split=f" split over {devices} devices" if devices > 1 else "",
             )  # fmt: skip
     return est
 

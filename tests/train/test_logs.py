@@ -66,3 +66,20 @@ def test_plot_and_json_are_written_atomically(tmp_path):
     write_json(tmp_path / "r.json", {"x": float("nan")})
     assert (tmp_path / "r.json").read_text().strip() == '{\n  "x": "nan"\n}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "r.json"]
+
+
+def test_plotting_the_curves_leaves_matplotlib_s_backend_alone(tmp_path, monkeypatch):
+    """A notebook's inline plots still show after a run (plot_curves used to switch to Agg)."""
+    import matplotlib
+
+    def switch(*args, **kwargs):
+        raise AssertionError(f"plot_curves switched matplotlib's backend: {args}")
+
+    monkeypatch.setattr(matplotlib, "use", switch)
+    monkeypatch.setattr("matplotlib.pyplot.switch_backend", switch)
+    records = [
+        {"split": "train", "step": 5, "loss": 1.0, "accuracy": 0.5},
+        {"split": "val", "step": 5, "loss": 0.9, "loss_ci95": 0.1, "accuracy": 0.6},
+    ]
+    plot_curves(records, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")

@@ -1,6 +1,6 @@
 import jax
 import pytest
-from tiny_runs import tiny_sinusoid
+from tiny_runs import fake_omniglot, tiny_omniglot, tiny_sinusoid
 
 import jmeta
 from jmeta.train import ConfigValueError, TrainConfig, train
@@ -68,3 +68,42 @@ def test_too_many_test_tasks_for_memory_names_eval_tasks(tmp_path):
 def test_available_memory_is_known_on_cpu():
     free = available_bytes()
     assert isinstance(free, int) and free > 0
+
+
+def test_the_estimate_is_per_device_with_the_state_and_every_split_on_each(tmp_path):
+    config = tiny_omniglot(tmp_path / "run", fake_omniglot(tmp_path / "data"), meta_batch_size=6)
+    problem, learner, step = parts(config)
+    one = check_memory(config, problem, step, learner, available=10**12)
+    four = check_memory(config, problem, step, learner, available=10**12, devices=4)
+    images = sum(
+        leaf.nbytes
+        for split in (problem.train, problem.val, problem.test)
+        for leaf in jax.tree.leaves(split.data)
+    )
+    assert one == four and one.data == images > 0  # uint8 images of the three splits
+    # Each device: the state and the data, and its 2 of the 6 tasks (6 / 4, rounded up).
+    assert four.meta_step(6, 4) == one.state + images + 2 * one.per_task()
+    assert one.meta_step(6) - four.meta_step(6, 4) == 4 * one.per_task()
+    scored = four.evaluation(batch_size=6, num_tasks=10, devices=4)
+    assert scored == one.meta_params + images + 2 * one.per_task() + 3 * one.results
+    # What fits on 4 devices but not on one is refused on one only.
+    available = four.meta_step(6, 4) + one.per_task()
+    check_memory(config, problem, step, learner, available=available, devices=4)
+    with pytest.raises(ConfigValueError, match=r"^meta_batch_size 6 needs at least an estimated"):
+        check_memory(config, problem, step, learner, available=available)
+
+
+def test_the_trainer_checks_a_device_s_share_of_the_meta_batch(tmp_path, monkeypatch):
+    monkeypatch.setattr("jmeta.train.memory.available_bytes", lambda device=None: 1000)
+    config = tiny_sinusoid(tmp_path / "run", devices=8, meta_batch_size=16)
+    # 2.7 kB: the state (97 parameters, Adam's two moments, a gradient: 4 x 388 bytes, and
+    # counters) and 2 of the 16 tasks (548 bytes each); on one device 16 tasks, 10.3 kB.
+    with pytest.raises(
+        ConfigValueError,
+        match=r"^meta_batch_size 16 needs at least an estimated 2.7 kB "
+        r"per meta-step per device \(548 bytes per task for its inputs and adapted parameters, "
+        r"2 tasks on each of 8 devices; activations not counted\), more than the 1.0 kB "
+        "available on cpu:0; lower meta_batch_size.$",
+    ):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()
