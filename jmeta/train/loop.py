@@ -91,7 +91,9 @@ class TrainResult(NamedTuple):
         if c.is_regression:
             what = "sinusoid regression"
         else:
-            what = f"{c.dataset} {c.test_split}, {c.ways}-way {c.shots}-shot"
+            what = f"{c.dataset} {c.test_split}, {c.test_ways}-way {c.shots}-shot"
+            if c.test_ways != c.ways:
+                what += f" (trained {c.ways}-way)"
         header = (
             f"test: {c.eval_tasks} fixed tasks (seed {c.eval_seed}), mean ± 95% confidence interval"
         )
@@ -470,4 +472,7 @@ def _postfix(values: dict[str, float], config: TrainConfig, prefix: str = "") ->
 def _title(config: TrainConfig) -> str:
     if config.is_regression:
         return f"{config.algorithm}, sinusoid, {config.shots}-shot"
-    return f"{config.algorithm}, {config.dataset}, {config.ways}-way {config.shots}-shot"
+    ways = f"{config.ways}-way"
+    if config.test_ways != config.ways:
+        ways = f"{config.ways}-way training, {config.test_ways}-way validation and test,"
+    return f"{config.algorithm}, {config.dataset}, {ways} {config.shots}-shot"
