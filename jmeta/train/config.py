@@ -236,7 +236,8 @@ class TrainConfig:
     meta_lr: float = setting(1e-3, "outer learning rate")
     meta_lr_schedule: str = setting(None, "meta-learning rate over the run: constant, or cosine "
                                     "annealing to a hundredth of meta_lr at num_steps (default: "
-                                    "the algorithm's: cosine for mamlpp, else constant)",
+                                    "the algorithm's: cosine for mamlpp, else constant; a "
+                                    "cosine run resumes only with its num_steps)",
                                     choices=LR_SCHEDULES, per_algorithm=True)
     num_steps: int = setting(help="meta-steps to train for", low=1, high=INT32_MAX, why=_STEPS,
                              preset={SINUSOID: 30_000, IMAGES: 60_000})
