@@ -278,6 +278,10 @@ class TrainConfig:
                               "jmeta eval score it")
     early_stop: int = setting(0, "stop after this many validations without improvement (0: "
                               "never)", low=0, high=INT32_MAX, why=_STEPS)
+    time_limit: float | None = setting(None, "stop meta-training after this many seconds of "
+                                       "this call's wall time, checked after each compiled "
+                                       "call (default: none); the state reached is "
+                                       "checkpointed and tested, and --resume continues it")
     devices: int | None = setting(None, "devices of this process to split each meta-batch and "
                                   "evaluation batch over (default: all of them)", low=1,
                                   high=INT32_MAX, why=_SIZE)

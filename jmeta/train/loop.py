@@ -272,11 +272,14 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
         finally:
             log.close()
         results = {"step": int(state.step), "test": scores_to_json(test)}
+        reason = None if best is None else best_lib.stop_reason(best, config.early_stop)
+        reason = reason or ("time_limit" if int(state.step) < config.num_steps else "num_steps")
         if best is not None:
-            reason = best_lib.stop_reason(best, config.early_stop) or "num_steps"
             results.update(tested_step=tested_step, best=best.to_json(),
                            stopped={"reason": reason, "step": int(state.step),
                                     "validations_without_improvement": best.since})  # fmt: skip
+        elif reason == "time_limit":
+            results["stopped"] = {"reason": reason, "step": int(state.step)}
         seconds = time.perf_counter() - started
         if prepared.primary:
             write_json(out / outputs.RESULTS, results)
@@ -302,7 +305,7 @@ def _add_timing(path: Path, first: int, last: int, seconds: float, resumed: bool
 
 
 def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress, folder, mesh):
-    """Meta-steps from ``state.step`` to ``config.num_steps`` (or an early stop).
+    """Meta-steps from ``state.step`` to ``config.num_steps`` (or an early stop, or the time limit).
 
     Returns ``(final state, validation standing)``; the standing is ``None``
     unless ``keep_best`` or ``early_stop`` is set (:mod:`jmeta.train.best`).
@@ -364,6 +367,8 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
             at_interval = config.checkpoint_interval and done % config.checkpoint_interval == 0
             if at_interval or done == config.num_steps:
                 _save(config, done, state, ckpts, folder)
+            if config.time_limit is not None and time.perf_counter() - started > config.time_limit:
+                break  # the state reached is checkpointed below
     if ckpts.latest() != int(state.step):
         _save(config, int(state.step), state, ckpts, folder)
     return state, best

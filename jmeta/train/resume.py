@@ -33,8 +33,8 @@ from jmeta.train.config import PARAMETER_FIELDS, TrainConfig
 
 #: Fields a resumed run may change: none alters the steps already taken.
 RESUMABLE = (
-    "num_steps", "meta_lr", "data_dir", "output_dir", "devices", "coordinator_address",
-    "num_processes", "process_id", "coordinator_timeout",
+    "num_steps", "meta_lr", "data_dir", "output_dir", "time_limit", "devices",
+    "coordinator_address", "num_processes", "process_id", "coordinator_timeout",
 )  # fmt: skip
 
 
@@ -65,8 +65,8 @@ def changes(saved: TrainConfig, config: TrainConfig, where: Path) -> dict[str, l
         raise ValueError(
             f"--resume: the configuration differs from the one saved in {where}: "
             + "; ".join(differ)
-            + ". Only --num-steps and --meta-lr (and where the data are and the devices that "
-            "run it) may change on resume."
+            + ". Only --num-steps and --meta-lr (and where the data are, the time limit and the "
+            "devices that run it) may change on resume."
         )
     if config.meta_lr_schedule == "cosine" and saved.num_steps != config.num_steps:
         raise ValueError(
