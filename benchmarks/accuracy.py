@@ -158,7 +158,7 @@ def render(results_dir: Path) -> str:
     if not rows:
         return "\n".join(lines + ["No run has been recorded yet (`benchmarks/results/accuracy/`)."])
     lines += [
-        "| row | algorithm | test ways (trained) | accuracy ± 95% CI, 600 `minimal-test` tasks "
+        "| row | algorithm | test ways (trained) | accuracy ± 95% CI (`minimal-test` tasks) "
         "| paper, full Omniglot | best step | steps × tasks per step | stopped by | wall time "
         "| machine (load average before → after) |",
         "| --- | --- | ---: | ---: | --- | ---: | ---: | --- | ---: | --- |",
