@@ -4,7 +4,10 @@ The device count must be set before JAX initialises its backends, so it is set
 here, at import time, before any test module imports JAX.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Eight simulated CPU devices for the multi-device tests; LLVM optimisation off,
 # which makes XLA:CPU compile the many small test programs 3-4x faster.
@@ -16,6 +19,11 @@ os.environ["XLA_FLAGS"] = " ".join(
     ]
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The trainer's persistent compilation cache (jmeta.train.compilation_cache) goes to a folder of
+# this test process, shared with the CLI and notebook processes it starts, never the user's.
+if "JMETA_COMPILATION_CACHE" not in os.environ:
+    os.environ["JMETA_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jmeta-xla-cache-")
+    atexit.register(shutil.rmtree, os.environ["JMETA_COMPILATION_CACHE"], ignore_errors=True)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -1,7 +1,8 @@
 """Write a run's fixed test tasks as image folders, and score them with ``predict``.
 
-Shared by tests/train/test_predict.py (fake Omniglot, in the test process) and its
-real-data test, which runs :func:`main` in a subprocess with XLA's default flags.
+Shared by tests/train/test_predict.py (fake Omniglot, in the test process) and the
+real-data test in tests/train/test_real_omniglot.py, which runs :func:`main` in a
+subprocess with XLA's default flags.
 """
 
 from __future__ import annotations
@@ -92,13 +93,9 @@ def agreement(run_dir: Path, folder: Path, num_tasks: int) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    """``python predict_helpers.py CONFIG_JSON FOLDER TASKS``: train, then print the agreement."""
-    from jmeta.train import TrainConfig, train
-
-    config = TrainConfig(**json.loads(argv[0]))
+    """``python predict_helpers.py RUN FOLDER TASKS``: print the agreement on RUN's test tasks."""
     with jax.numpy_dtype_promotion("standard"):
-        train(config, progress=False)
-    print(json.dumps(agreement(Path(config.output_dir), Path(argv[1]), int(argv[2]))))
+        print(json.dumps(agreement(Path(argv[0]), Path(argv[1]), int(argv[2]))))
 
 
 if __name__ == "__main__":

@@ -70,7 +70,10 @@ def to_mesh(tree: Any, mesh: Mesh) -> Any:
     sharding = parallel.replicated(mesh)
 
     def put(x):
-        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+        # Equal, not merely equivalent: a value on one device is "equivalent" to one replicated
+        # on a 1-device mesh, but compiles to another program (no sharding annotation), which
+        # misses the persistent compilation cache the trainer filled.
+        if isinstance(x, jax.Array) and x.sharding == sharding:
             return x
         host = np.asarray(jax.device_get(x))
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])

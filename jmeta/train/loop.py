@@ -34,6 +34,7 @@ from jmeta.train import best as best_lib
 from jmeta.train import outputs
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
+from jmeta.train.compilation_cache import enable_compilation_cache
 from jmeta.train.config import TrainConfig, resolve_config
 from jmeta.train.devices import to_mesh, train_mesh
 from jmeta.train.logs import MetricsLog, plot_curves, read_metrics, write_json
@@ -173,6 +174,7 @@ def setup(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     if resume and config.output_dir is None:
         raise ValueError("--resume needs --output-dir: the folder of the run to continue.")
     initialize(config)  # joins the other processes of a run of several
+    enable_compilation_cache()
     mesh = train_mesh(config)  # checks --devices and the meta-batch against the devices
     problem = build_problem(config)  # checks the data before anything is written
     out = Path(config.output_dir) if config.output_dir else outputs.default_output_dir(config)

@@ -52,6 +52,7 @@ from jmeta.train import outputs
 from jmeta.train.algorithms import ALGORITHMS, LearnerSpec
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints
+from jmeta.train.compilation_cache import enable_compilation_cache
 from jmeta.train.config import ConfigError, TrainConfig
 from jmeta.train.problem import Problem, build_model, build_problem
 from jmeta.train.resume import expected
@@ -187,6 +188,7 @@ def predict(
       >>> print(out.table())  # doctest: +SKIP
     """
     run_dir, step, config, conversion = read_run(run)
+    enable_compilation_cache()
     steps = config.test_inner_steps[0] if inner_steps is None else inner_steps
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
         raise InputValueError("{0} must be an integer >= 0; got {v}.", ["inner_steps"], v=steps)

@@ -17,7 +17,9 @@ from jmeta.train.algorithms import ALGORITHMS
 from jmeta.train.best import BEST, best_checkpoints
 from jmeta.train.build import build_learners, initial_state, meta_optimizer
 from jmeta.train.checkpoint import Checkpoints, CheckpointWarning
-from jmeta.train.config import NO_SPLIT, ConfigError, TrainConfig
+from jmeta.train.compilation_cache import enable_compilation_cache
+from jmeta.train.config import NO_SPLIT, ConfigError, ConfigValueError, TrainConfig
+from jmeta.train.devices import to_mesh, train_mesh
 from jmeta.train.problem import Split, build_problem
 from jmeta.train.results import Scores
 from jmeta.train.resume import expected
@@ -172,6 +174,7 @@ def evaluate_checkpoint(
     found = locate_checkpoint(path)
     run_dir, step = found.run_dir, found.step
     config = outputs.saved_config(run_dir)
+    enable_compilation_cache()
     overrides = {"data_dir": data_dir, "eval_tasks": num_tasks, "eval_seed": seed,
                  "test_inner_steps": inner_steps, "test_ways": ways}  # fmt: skip
     try:  # checks the overrides; errors name this function's arguments
@@ -192,4 +195,21 @@ def evaluate_checkpoint(
         state = ckpts.restore(like=like, step=step, expect=expected(config))
     target = problem.test if split == "test" else problem.val
     assert target is not None  # loaded above
-    return test_scores(config, test_learner, state.meta_params, target), int(state.step)
+    params, mesh = state.meta_params, _run_mesh(config)
+    if mesh is not None:  # the run's own devices: its final test, bit for bit
+        target = target._replace(data=to_mesh(target.data, mesh))
+        params = to_mesh(params, mesh)
+    return test_scores(config, test_learner, params, target, mesh=mesh), int(state.step)
+
+
+def _run_mesh(config: TrainConfig):
+    """The devices the run tested on (``config.devices``), or ``None`` (one) if they don't fit.
+
+    On the run's mesh, scores equal the trainer's final test bit for bit and the
+    program is the one the trainer compiled (a persistent-cache hit); on another
+    machine they agree to float rounding (docs/scaling.md).
+    """
+    try:
+        return train_mesh(config)
+    except ConfigValueError:
+        return None

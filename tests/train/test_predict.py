@@ -1,23 +1,20 @@
 """``jmeta predict`` / ``jmeta.train.predict``: your own images, converted as the run's data.
 
 Two tiny runs on the fake Omniglot release (MAML, a 3-way head; ProtoNets) serve every
-test; the real-data test trains in a subprocess (XLA's default flags, batch norm on).
+test; the real-data test is in tests/train/test_real_omniglot.py (it shares that file's run).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
-from predict_helpers import ZIPS, agreement, real_omniglot_dir, write_tasks
+from predict_helpers import agreement, write_tasks
 from tiny_runs import fake_omniglot, run_cli, tiny_omniglot
 
 from jmeta.datasets import ImageConversion, dataset_conversion, load
@@ -287,35 +284,8 @@ def test_cli_errors_name_the_flag_and_path(maml_run, images, tmp_path, capsys):
         assert line.startswith("jmeta predict: error: ") and expected in line, (case, err)
 
 
-# --- the issue's acceptance test: real Omniglot, held-out alphabets ---------------------------
-
-
-@pytest.mark.slow
-def test_predict_equals_eval_on_real_omniglot(tmp_path):
-    data = real_omniglot_dir()
-    if not all((data / z).is_file() for z in ZIPS):
-        pytest.skip(f"real Omniglot zips {ZIPS} not in {data}")
-    # XLA's default flags and batch norm on (the suite's flags give NaN meta-gradients for
-    # conv4 with batch norm; see tests/tiny_runs.py), in a subprocess as in test_real_omniglot.
-    config = {"dataset": "omniglot", "data_dir": str(data), "algorithm": "maml", "width": 8,
-              "num_steps": 2, "steps_per_call": 2, "eval_interval": 0, "checkpoint_interval": 0,
-              "meta_batch_size": 2, "eval_tasks": 4,
-              "output_dir": str(tmp_path / "run")}  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]),
-               JMETA_CACHE=str(tmp_path / "cache"))  # fmt: skip
-    command = [sys.executable, str(REPO / "tests" / "predict_helpers.py"), json.dumps(config),
-               str(tmp_path / "tasks"), "4"]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
-    scores = json.loads(done.stdout.splitlines()[-1])
-    assert scores["predict"] == pytest.approx(scores["eval"], abs=1e-6)
-    # The images were the release's own 105x105 black-on-white PNGs of held-out alphabets.
-    run_config = saved_config(tmp_path / "run")
-    assert run_config.test_split == "minimal-test"
-    support = next((tmp_path / "tasks" / "task0" / "support").iterdir())
-    with Image.open(next(support.iterdir())) as image:
-        assert image.size == (105, 105)
+# The issue's acceptance test (real Omniglot, held-out alphabets) shares the real-data run of
+# tests/train/test_real_omniglot.py: test_predict_equals_eval_on_real_omniglot there.
 
 
 def test_write_tasks_uses_the_release_files(maml_run, tmp_path, monkeypatch):
