@@ -101,6 +101,7 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=4, help="tasks per meta-step")
     parser.add_argument("--eval-interval", type=int, default=25)
@@ -117,7 +118,7 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     report: dict = {"learners": {}}
-    for name in LEARNERS:
+    for name in args.learners:
         curves, tests, seconds = {}, [], []
         for seed in args.seeds:
             out = args.runs_dir / f"{name}-seed{seed}"
@@ -137,7 +138,9 @@ def main() -> None:
         date=datetime.date.today().isoformat(), load_before=load_before,
         load_after=os.getloadavg()[0], commit=machine.git_commit(),
         command="PYTHONPATH=$PWD nice -n 10 python benchmarks/mamlpp_stability.py --seeds "
-        + " ".join(map(str, args.seeds)) + f" --steps {args.steps} --tasks {args.tasks}",
+        + " ".join(map(str, args.seeds)) + f" --steps {args.steps} --tasks {args.tasks} "
+        f"--eval-interval {args.eval_interval} --val-tasks {args.val_tasks} --test-tasks "
+        f"{args.test_tasks} --learners " + " ".join(args.learners),
     )  # fmt: skip
     stem = args.out / machine.result_stem("mamlpp_stability")
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
