@@ -71,7 +71,7 @@ def markdown(report: dict) -> str:
         f"test) from seeds {', '.join(map(str, report['seeds']))}; validation accuracy on "
         f"{report['val_tasks']} fixed `minimal-val` tasks every {report['eval_interval']} steps, "
         f"mean ± standard deviation across seeds [min, max]. {report['machine']}; "
-        f"{report['date']}; 1-minute load average {report['load_before']:.1f} at the start, "
+        f"1-minute load average {report['load_before']:.1f} at the start, "
         f"{report['load_after']:.1f} at the end; run at `nice -n 10` beside other work.",
         "",
         "| step | " + " | ".join(report["learners"]) + " |",
