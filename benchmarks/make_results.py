@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks import accuracy
 from benchmarks.report import fmt_bytes
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+
+#: The section rendered from the result files in ``results/accuracy/`` (benchmarks/accuracy.py).
+ACCURACY = "accuracy"
 
 # (section title, file stem, command that regenerates it)
 H100 = "throughput_nvidia-h100-80gb-hbm3_2026-11-26"
@@ -36,7 +40,10 @@ SECTIONS = [
      "python -m benchmarks.sinusoid_step  # on the lent H100"),
     ("Accuracy reproductions: sinusoid", "reproduce_sinusoid",
      "python -m benchmarks.reproduce --seeds 0"),
-    ("Accuracy on minimal Omniglot", "omniglot_accuracy",
+    ("Accuracy at convergence on minimal Omniglot", ACCURACY,
+     "PYTHONPATH=$PWD python benchmarks/accuracy.py --only NAME  # then make_results"),
+    ("Accuracy on minimal Omniglot after 300 meta-steps (a small-budget comparison of the "
+     "algorithms, not convergence)", "omniglot_accuracy",
      "PYTHONPATH=$PWD python benchmarks/reproduce_omniglot.py"),
     ("Memory", "memory", "PYTHONPATH=$PWD python benchmarks/memory.py"),
     ("Mixed precision", "mixed_precision", "PYTHONPATH=$PWD python benchmarks/mixed_precision.py"),
@@ -244,9 +251,12 @@ def main() -> int:
             out += [f"Command: `{json.loads(path.read_text())['command']}`", "", *body, ""]
     for title, stem, command in SECTIONS:
         md = RESULTS / f"{stem}.md"
-        if not md.exists():
+        if stem == ACCURACY:
+            body = accuracy.render(RESULTS / ACCURACY).strip().splitlines()
+        elif md.exists():
+            body = md.read_text().strip().splitlines()
+        else:
             continue
-        body = md.read_text().strip().splitlines()
         body = [("##" + line) if line.startswith("#") else line for line in body]  # demote headings
         out += [f"## {title}", "", f"Command: `{command}`", ""]
         out += [NOTES[stem], ""] if stem in NOTES else []

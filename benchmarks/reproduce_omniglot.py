@@ -72,13 +72,23 @@ NAMES = {
 
 def command(config) -> str:
     """The ``jmeta train`` command line that reproduces ``config``."""
-    from jmeta.train import TrainConfig, resolve_config
+    from jmeta.train import TrainConfig
 
-    preset = resolve_config(TrainConfig(dataset=config.dataset, data_dir=config.data_dir))
+    # The flags of every field whose value the command would not make without them: a field
+    # derived from another (test_ways from ways) or from the algorithm's presets is checked
+    # again once the fields it follows are set.
+    want = config.to_dict()
+    given = {name: want[name] for name in ("algorithm", "dataset", "data_dir")}
+    while True:
+        made = TrainConfig(**given).to_dict()
+        differ = {k: v for k, v in want.items() if made[k] != v}
+        if not differ:
+            break
+        given.update(differ)
     parts = ["jmeta", "train", "--algo", config.algorithm, "--dataset", config.dataset]
     parts += ["--data-dir", config.data_dir]
-    for name, value in config.to_dict().items():
-        if name in ("algorithm", "dataset", "data_dir") or value == preset.to_dict()[name]:
+    for name, value in want.items():
+        if name in ("algorithm", "dataset", "data_dir") or name not in given:
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):

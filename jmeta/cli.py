@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, help="task-set seed (default: the run's)")
     evaluate.add_argument("--inner-steps", type=int, nargs="+",
                           help="test-time inner steps (default: the run's)")  # fmt: skip
+    evaluate.add_argument("--ways", type=int, help="classes per task (default: the run's "
+                          "--test-ways); a gradient-based learner's head allows at most its "
+                          "training --ways")  # fmt: skip
     evaluate.add_argument("--data-dir", help="where the data are, if they moved")
     evaluate.add_argument("--run-seed", type=int, metavar="SEED",
                           help="score this seed of a run of several (--seeds; default: "
@@ -253,6 +256,7 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
                     seed=args.seed,
                     inner_steps=args.inner_steps,
                     data_dir=args.data_dir,
+                    ways=args.ways,
                     run_seed=run_seed,
                 )
                 for run_seed in each
@@ -261,10 +265,11 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
             parser.error(_eval_message(err))
     tasks = args.tasks or config.eval_tasks
     seed = config.eval_seed if args.seed is None else args.seed
+    ways = "" if config.is_regression else f"{args.ways or config.test_ways}-way "
     which = "best checkpoint (by validation score)" if found.best else "checkpoint"
     step = max(step for _, step in scored.values())
     header = (
-        f"{config.algorithm} {which} at step {step}, {args.split} split: {tasks} fixed tasks "
+        f"{config.algorithm} {which} at step {step}, {args.split} split: {tasks} fixed {ways}tasks "
         f"(seed {seed}), mean ± 95% confidence interval"
     )
     if config.seeds and args.run_seed is None:

@@ -151,7 +151,7 @@ def test_every_field_round_trips_through_its_generated_flag():
                          test_inner_steps=(2, 4), first_order=True, conv_impl="xla",
                          output_dir="o", meta_lr=0.5, rotations=False, devices=2,
                          coordinator_address="h:1", num_processes=2, process_id=1,
-                         seeds=(1, 2))  # fmt: skip
+                         seeds=(1, 2), time_limit=60.0)  # fmt: skip
     argv = ["train"]
     for name, value in config.to_dict().items():
         flag = "--algo" if name == "algorithm" else "--" + name.replace("_", "-")

@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jmeta.algorithms.gradient_based import (
@@ -49,7 +50,7 @@ from jmeta.algorithms.gradient_based import (
     query_metrics,
 )
 from jmeta.models.policy import resolve_transductive
-from jmeta.params import MaskSpec, combine, partition, path_mask, path_str
+from jmeta.params import MaskSpec, combine, partition, path_str
 from jmeta.types import Array, Batch, LossFn, MetaLearner, Metrics, Params, Task
 from jmeta.validation import (
     check_bool,
@@ -156,6 +157,60 @@ def count_meta_steps(optimizer: optax.GradientTransformation) -> optax.GradientT
     return optax.GradientTransformation(init, update)
 
 
+def _per_step_mask(params: Params, per_step: MaskSpec | bool) -> Params:
+    """The mask of the per-step parameters that ``per_step`` names; bad masks named."""
+    if per_step is False or per_step is None:
+        return jax.tree.map(lambda _: False, params)
+    if per_step is True:
+        return jax.tree_util.tree_map_with_path(lambda p, _: is_batch_norm(path_str(p)), params)
+    paths = [path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+    if callable(per_step):
+        mask = jax.tree_util.tree_map_with_path(lambda p, _: bool(per_step(path_str(p))), params)
+        if not any(jax.tree.leaves(mask)):
+            raise ValueError(
+                f"per_step: the predicate selects no parameter (pass per_step=False for none); "
+                f"parameter paths are {paths[:12]}{' ...' if len(paths) > 12 else ''}."
+            )
+    else:
+        expected, found = jax.tree.structure(params), jax.tree.structure(per_step)
+        if found != expected:  # type: ignore[operator]  # jaxlib's PyTreeDef
+            raise ValueError(
+                f"per_step must be True, False, a path predicate or a mask with the structure "
+                f"of the parameters: expected {expected}, got {found}."
+            )
+        mask = per_step
+        bad = [v for v in jax.tree.leaves(mask) if not isinstance(v, bool | np.bool_)]
+        if bad:
+            raise TypeError(
+                f"per_step: a mask's leaves must be Python bools (static); got "
+                f"{type(bad[0]).__name__} {bad[0]!r}."
+            )
+    leaves = jax.tree.leaves(mask)
+    if leaves and all(leaves):
+        raise ValueError(
+            "per_step selects every parameter: none would adapt in the inner loop. Select the "
+            "batch-norm weights (per_step=True) or another subset."
+        )
+    return mask
+
+
+def _check_steps(meta: MamlppParams, stepped: Params, train_steps: int) -> None:
+    """Refuse meta-parameters made for another number of inner steps (shapes: trace time)."""
+    lengths = {int(p.shape[0]) for p in jax.tree.leaves(stepped)}
+    if meta.inner_lrs is not None:
+        lengths |= {
+            int(lr.shape[0]) if lr.ndim == 1 else -1 for lr in jax.tree.leaves(meta.inner_lrs)
+        }
+    wrong = sorted(n for n in lengths if n != train_steps)
+    if wrong:
+        made = f"{wrong[0]} inner steps" if wrong[0] >= 0 else "another shape"
+        raise ValueError(
+            f"num_steps={train_steps}, but the meta-parameters hold per-step values (LSLR step "
+            f"sizes, per-step batch-norm weights) for {made}: build the learner with the "
+            f"num_steps of the one whose init made them."
+        )
+
+
 def mamlpp(
     apply_fn: Callable,
     loss_fn: LossFn,
@@ -206,6 +261,10 @@ def mamlpp(
         the batch-norm scales and biases (:func:`is_batch_norm`), ``False``
         for none, or a path predicate or bool mask (:mod:`jmeta.params`).
         A model without batch norm has none to copy; ``True`` is then ``False``.
+        Checked when ``init`` sees the parameters: a mask of another structure
+        or with non-bool leaves, a predicate that selects nothing, or a
+        selection of every parameter (none would adapt) is refused, naming
+        ``per_step``.
       multi_step_loss_epochs: :math:`E` (10 in the paper; 0: final loss only).
       first_order_epochs: epochs of first-order meta-gradients (0: second
         order throughout, the paper's Omniglot setting).
@@ -217,7 +276,16 @@ def mamlpp(
     Returns:
       A :class:`~jmeta.MetaLearner` over :class:`MamlppParams`. Meta-train it
       with :func:`count_meta_steps` around the meta-optimizer (otherwise the
-      schedules stay at epoch 0).
+      schedules stay at epoch 0). Its functions refuse, when traced,
+      meta-parameters whose per-step values were made for another
+      ``num_steps`` (indexing would otherwise clamp silently). Test-time
+      steps beyond ``num_steps`` reuse the last step's step sizes and
+      batch-norm weights.
+
+    Raises:
+      ValueError, TypeError: a bad argument, named (``per_step`` when
+        ``init`` sees the parameters; ``num_steps`` against the
+        meta-parameters when a function is traced).
 
     Example:
       >>> import jax, optax, jmeta
@@ -240,16 +308,7 @@ def mamlpp(
     transductive = resolve_transductive(apply_fn, transductive)
 
     def per_step_mask(params: Params):
-        if per_step is False or per_step is None:
-            return jax.tree.map(lambda _: False, params)
-        if per_step is True:
-            return jax.tree_util.tree_map_with_path(
-                lambda p, _: is_batch_norm(path_str(p)),
-                params,
-            )
-        if callable(per_step):
-            return path_mask(params, per_step)
-        return per_step
+        return _per_step_mask(params, per_step)
 
     def init(params: Params) -> MamlppParams:
         mask = per_step_mask(params)
@@ -283,6 +342,7 @@ def mamlpp(
     def run(meta: MamlppParams, support: Batch, query: Batch | None, steps: int, train: bool):
         """Adapt for ``steps``; returns (adapted, stepped, support losses, query losses)."""
         adapted, stepped = split(meta)
+        _check_steps(meta, stepped, train_steps)
         epoch = jnp.floor(jax.lax.stop_gradient(meta.progress) / steps_per_epoch)
         first_order = epoch < fo_epochs if train else jnp.asarray(False)
         multi = train and msl_epochs > 0 and query is not None

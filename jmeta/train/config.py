@@ -206,6 +206,11 @@ class TrainConfig:
                            "on device", images_only=True)
     ways: int | None = setting(help="classes per task (N)", low=1, high=INT32_MAX, why=_SIZE,
                                images_only=True, preset={IMAGES: 5})
+    test_ways: int | None = setting(help="classes per validation and test task (a metric "
+                                    "learner may train with more ways than it tests with, as "
+                                    "ProtoNets do; a head allows at most its training ways)",
+                                    same_as="ways", low=1, high=INT32_MAX, why=_SIZE,
+                                    images_only=True)
     shots: int = setting(help="support examples per class (K); support points for sinusoid",
                          low=1, high=INT32_MAX, why=_SIZE, preset={SINUSOID: 10, IMAGES: 1})
     queries: int = setting(help="query examples per class; query points for sinusoid",
@@ -231,7 +236,8 @@ class TrainConfig:
     meta_lr: float = setting(1e-3, "outer learning rate")
     meta_lr_schedule: str = setting(None, "meta-learning rate over the run: constant, or cosine "
                                     "annealing to a hundredth of meta_lr at num_steps (default: "
-                                    "the algorithm's: cosine for mamlpp, else constant)",
+                                    "the algorithm's: cosine for mamlpp, else constant; a "
+                                    "cosine run resumes only with its num_steps)",
                                     choices=LR_SCHEDULES, per_algorithm=True)
     num_steps: int = setting(help="meta-steps to train for", low=1, high=INT32_MAX, why=_STEPS,
                              preset={SINUSOID: 30_000, IMAGES: 60_000})
@@ -276,6 +282,10 @@ class TrainConfig:
                               "jmeta eval score it")
     early_stop: int = setting(0, "stop after this many validations without improvement (0: "
                               "never)", low=0, high=INT32_MAX, why=_STEPS)
+    time_limit: float | None = setting(None, "stop meta-training after this many seconds of "
+                                       "this call's wall time, checked after each compiled "
+                                       "call (default: none); the state reached is "
+                                       "checkpointed and tested, and --resume continues it")
     devices: int | None = setting(None, "devices of this process to split each meta-batch and "
                                   "evaluation batch over (default: all of them)", low=1,
                                   high=INT32_MAX, why=_SIZE)
@@ -299,6 +309,11 @@ class TrainConfig:
         for name, value in _resolve({name: getattr(self, name) for name in FIELDS}).items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "_given", frozenset(given))
+
+    @property
+    def given(self) -> frozenset[str]:
+        """The fields given when the config was made (the others were derived)."""
+        return self._given
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied and the fields not given derived again.
@@ -661,6 +676,13 @@ def _check_together(c: dict[str, Any]) -> None:
         )  # fmt: skip
     if regression:
         return
+    if c["test_ways"] > c["ways"] and not record.embedding:
+        raise ConfigValueError(
+            "{0} ({value}) is larger than {1} ({ways}): {algo} classifies with a head of "
+            "{ways} outputs, one per class of a training task; test with at most {ways} ways, "
+            "or train with more.", ["test_ways", "ways"],
+            value=c["test_ways"], ways=c["ways"], algo=c["algorithm"],
+        )  # fmt: skip
     splits = DATASETS.get(c["dataset"])
     for name in ("train_split", "val_split", "test_split"):
         value = c[name]

@@ -99,7 +99,9 @@ class TrainResult(NamedTuple):
         if c.is_regression:
             what = "sinusoid regression"
         else:
-            what = f"{c.dataset} {c.test_split}, {c.ways}-way {c.shots}-shot"
+            what = f"{c.dataset} {c.test_split}, {c.test_ways}-way {c.shots}-shot"
+            if c.test_ways != c.ways:
+                what += f" (trained {c.ways}-way)"
         header = (
             f"test: {c.eval_tasks} fixed tasks (seed {c.eval_seed}), mean ± 95% confidence interval"
         )
@@ -309,11 +311,14 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
                 results = {"step": int(state.step), "test": scores_to_json(test)}
         finally:
             log.close()
+        reason = None if best is None else best_lib.stop_reason(best, config.early_stop)
+        reason = reason or ("time_limit" if _steps_done(state) < config.num_steps else "num_steps")
         if best is not None:
-            reason = best_lib.stop_reason(best, config.early_stop) or "num_steps"
             results.update(tested_step=tested_step, best=best.to_json(),
                            stopped={"reason": reason, "step": int(state.step),
                                     "validations_without_improvement": best.since})  # fmt: skip
+        elif reason == "time_limit":
+            results["stopped"] = {"reason": reason, "step": int(state.step)}
         seconds = time.perf_counter() - started
         if prepared.primary:
             write_json(out / outputs.RESULTS, results)
@@ -362,7 +367,7 @@ def _add_timing(path: Path, first: int, last: int, seconds: float, resumed: bool
 
 
 def _run(config, problem, step, test_learner, state, train_key, ckpts, log, progress, folder, mesh):
-    """Meta-steps from ``state.step`` to ``config.num_steps`` (or an early stop).
+    """Meta-steps from ``state.step`` to ``config.num_steps`` (or an early stop, or the time limit).
 
     Returns ``(final state, validation standing, diverged seeds)``; the
     standing is ``None`` unless ``keep_best`` or ``early_stop`` is set
@@ -441,6 +446,8 @@ def _run(config, problem, step, test_learner, state, train_key, ckpts, log, prog
             at_interval = config.checkpoint_interval and done % config.checkpoint_interval == 0
             if at_interval or done == config.num_steps:
                 _save(config, done, state, ckpts, folder)
+            if config.time_limit is not None and time.perf_counter() - started > config.time_limit:
+                break  # the state reached is checkpointed below
     if ckpts.latest() != _steps_done(state):
         _save(config, _steps_done(state), state, ckpts, folder)
     return state, best, diverged
@@ -642,4 +649,7 @@ def _postfix(values: dict[str, float], config: TrainConfig, prefix: str = "") ->
 def _title(config: TrainConfig) -> str:
     if config.is_regression:
         return f"{config.algorithm}, sinusoid, {config.shots}-shot"
-    return f"{config.algorithm}, {config.dataset}, {config.ways}-way {config.shots}-shot"
+    ways = f"{config.ways}-way"
+    if config.test_ways != config.ways:
+        ways = f"{config.ways}-way training, {config.test_ways}-way validation and test,"
+    return f"{config.algorithm}, {config.dataset}, {ways} {config.shots}-shot"

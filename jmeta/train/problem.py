@@ -19,7 +19,7 @@ from jmeta import models
 from jmeta.algorithms.baseline import pretraining_batch
 from jmeta.tasks.augment import crop_and_flip, random_affine
 from jmeta.train.algorithms import ALGORITHMS
-from jmeta.train.config import NO_SPLIT, TrainConfig
+from jmeta.train.config import NO_SPLIT, ConfigValueError, TrainConfig
 from jmeta.types import Array, LossFn, Model, PRNGKey, Task
 
 
@@ -78,19 +78,23 @@ def build_problem(
         training = role == "train"
         rotations = bool(config.rotations if training else config.eval_rotations)
         queries = config.queries if training else config.test_queries
+        ways = config.ways if training else config.test_ways
+        assert ways is not None  # set for every image data set
         name = _split_name(config, role)
+        source = f"the {role} split {name!r} of {config.dataset}"
+        _check_classes(config, training, split.images, rotations, source)
         jmeta.tasks.check_episode(
             split.images,
-            ways=config.ways,
+            ways=ways,
             shots=config.shots,
             queries=queries,
             rotations=rotations,
-            source=f"the {role} split {name!r} of {config.dataset}",
+            source=source,
         )
         augment = _augment(config, image_shape) if training else None
         sample = functools.partial(
             _few_shot,
-            ways=config.ways,
+            ways=ways,
             shots=config.shots,
             queries=queries,
             rotations=rotations,
@@ -113,6 +117,26 @@ def build_problem(
         image_shape=tuple(int(d) for d in image_shape),
         train_classes=_train_classes(config, loaded.get("train")),
     )
+
+
+def _check_classes(config: TrainConfig, training: bool, images, rotations: bool, source: str):
+    """Refuse more ways than the split has classes, naming the field that asks for them.
+
+    Validation and test tasks take ``test_ways``; when it was not given it is
+    ``ways``, which the message then names.
+    """
+    field = "ways"
+    if not training and ("test_ways" in config.given or config.test_ways != config.ways):
+        field = "test_ways"
+    ways = getattr(config, field)
+    classes = int(images.shape[0])
+    available = 4 * classes if rotations else classes
+    if ways > available:
+        what = f"{classes} classes" + (f" ({available} with rotations)" if rotations else "")
+        raise ConfigValueError(
+            "{0}={ways} needs {ways} distinct classes, but {source} has {what}.", [field],
+            ways=ways, source=source, what=what,
+        )  # fmt: skip
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, ...] | None) -> Model:

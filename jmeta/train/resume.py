@@ -3,7 +3,8 @@
 The rules (also in docs/training.md):
 
 * A resumed run may change ``num_steps`` (to any number not below the step it
-  continues from), ``meta_lr`` (e.g. smaller, after a divergence), and where
+  continues from; not with the cosine ``meta_lr_schedule``, which spans
+  ``num_steps``), ``meta_lr`` (e.g. smaller, after a divergence), and where
   the data are (``data_dir``). Every other field must equal the saved
   ``config.json``, and the fields that define the parameters
   (:data:`~jmeta.train.config.PARAMETER_FIELDS`) must equal those recorded in
@@ -34,8 +35,8 @@ from jmeta.train.config import PARAMETER_FIELDS, TrainConfig
 
 #: Fields a resumed run may change: none alters the steps already taken.
 RESUMABLE = (
-    "num_steps", "meta_lr", "data_dir", "output_dir", "devices", "coordinator_address",
-    "num_processes", "process_id", "coordinator_timeout",
+    "num_steps", "meta_lr", "data_dir", "output_dir", "time_limit", "devices",
+    "coordinator_address", "num_processes", "process_id", "coordinator_timeout",
 )  # fmt: skip
 
 
@@ -66,8 +67,16 @@ def changes(saved: TrainConfig, config: TrainConfig, where: Path) -> dict[str, l
         raise ValueError(
             f"--resume: the configuration differs from the one saved in {where}: "
             + "; ".join(differ)
-            + ". Only --num-steps and --meta-lr (and where the data are and the devices that "
-            "run it) may change on resume."
+            + ". Only --num-steps and --meta-lr (and where the data are, the time limit and the "
+            "devices that run it) may change on resume."
+        )
+    if config.meta_lr_schedule == "cosine" and saved.num_steps != config.num_steps:
+        raise ValueError(
+            f"--resume: --num-steps {config.num_steps} differs from the run's "
+            f"{saved.num_steps}, and its cosine --meta-lr-schedule anneals over --num-steps: "
+            f"the steps taken followed the schedule to step {saved.num_steps}, and a new "
+            f"length would reshape the rest. Resume with --num-steps {saved.num_steps}, or "
+            f"start again with --overwrite."
         )
     return {
         name: [getattr(saved, name), getattr(config, name)]

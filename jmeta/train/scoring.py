@@ -69,7 +69,13 @@ def test_scores(
 
 
 #: The config fields that :func:`evaluate_checkpoint`'s arguments set.
-_ARGUMENTS = {"eval_tasks": "num_tasks", "eval_seed": "seed", "test_inner_steps": "inner_steps"}
+_ARGUMENTS = {
+    "eval_tasks": "num_tasks",
+    "eval_seed": "seed",
+    "test_inner_steps": "inner_steps",
+    "test_ways": "ways",
+    "ways": "the run's training ways",
+}
 
 
 def find_run(path: str | Path) -> tuple[Path, int | None]:
@@ -131,6 +137,7 @@ def evaluate_checkpoint(
     inner_steps: tuple[int, ...] | None = None,
     data_dir: str | None = None,
     run_seed: int | None = None,
+    ways: int | None = None,
 ) -> tuple[Scores, int]:
     """Score a checkpoint on fixed tasks of its run's test (or validation) split.
 
@@ -147,6 +154,9 @@ def evaluate_checkpoint(
       run_seed: which seed of a run of several (``jmeta train --seeds``) to
         score; required for such a run (``jmeta eval`` scores each), left out
         for a run of one.
+      ways: classes per task (default: the run's ``test_ways``); a metric
+        learner takes any number (ProtoNets trained 60-way, tested 5- and
+        20-way), a learner with a head at most its training ``ways``.
 
     Returns:
       ``({inner steps: {metric: Estimate}}, checkpoint step)`` (of the seed
@@ -173,7 +183,7 @@ def evaluate_checkpoint(
     index = seed_index(config, run_seed, run_dir)
     enable_compilation_cache()
     overrides = {"data_dir": data_dir, "eval_tasks": num_tasks, "eval_seed": seed,
-                 "test_inner_steps": inner_steps}  # fmt: skip
+                 "test_inner_steps": inner_steps, "test_ways": ways}  # fmt: skip
     try:  # checks the overrides; errors name this function's arguments
         config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
     except ConfigError as err:
@@ -181,7 +191,10 @@ def evaluate_checkpoint(
     if split == "val" and config.val_split == NO_SPLIT:
         raise ValueError(f"the run in {run_dir} has no validation split.")
     needs_train = ALGORITHMS[config.algorithm].pretraining  # its head's size: training classes
-    problem = build_problem(config, splits=(split, "train") if needs_train else (split,))
+    try:
+        problem = build_problem(config, splits=(split, "train") if needs_train else (split,))
+    except ConfigError as err:
+        raise err.renamed(_ARGUMENTS) from None
     train_learner, test_learner = build_learners(config, problem)
     step_fns = jmeta.meta_train_step(train_learner, meta_optimizer(config))
     like, _ = run_state(step_fns, train_learner, problem.model, config, abstract=True)

@@ -208,3 +208,69 @@ def test_bad_arguments_are_named():
         mamlpp(apply, half_mse, steps_per_epoch=0)
     with pytest.raises(TypeError, match="learn_inner_lr"):
         mamlpp(apply, half_mse, learn_inner_lr="yes")
+
+
+NORM_PARAMS = {"dense": {"kernel": jnp.ones((3, 4))},
+               "bn": {"scale": jnp.ones(4), "bias": jnp.zeros(4)},
+               "head": {"kernel": jnp.ones((4, 1))}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "per_step, error, message",
+    [
+        ({"bn": True}, ValueError, "per_step must be True, False, a path predicate or a mask "
+         "with the structure of the parameters: expected PyTreeDef("),
+        (jax.tree.map(lambda _: 1, NORM_PARAMS), TypeError,
+         "per_step: a mask's leaves must be Python bools (static); got int 1."),
+        (jax.tree.map(lambda _: jnp.asarray(True), NORM_PARAMS), TypeError,
+         "per_step: a mask's leaves must be Python bools (static); got ArrayImpl"),
+        (lambda path: "nothing" in path, ValueError,
+         "per_step: the predicate selects no parameter (pass per_step=False for none); parameter "
+         "paths are ['bn/bias', 'bn/scale', 'dense/kernel', 'head/kernel']."),
+        (lambda path: True, ValueError,
+         "per_step selects every parameter: none would adapt in the inner loop."),
+        (jax.tree.map(lambda _: True, NORM_PARAMS), ValueError,
+         "per_step selects every parameter"),
+    ],
+)  # fmt: skip
+def test_a_bad_per_step_mask_is_named_when_init_sees_the_parameters(per_step, error, message):
+    learner = mamlpp(norm_apply, half_mse, num_steps=2, per_step=per_step)
+    with pytest.raises(error) as info:
+        learner.init(NORM_PARAMS)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_a_predicate_or_mask_selects_the_per_step_leaves():
+    mask = jax.tree.map(lambda _: False, NORM_PARAMS)
+    mask["head"]["kernel"] = True
+    for per_step in (mask, lambda path: path == "head/kernel"):
+        meta = mamlpp(norm_apply, half_mse, num_steps=2, per_step=per_step).init(NORM_PARAMS)
+        assert meta.params["head"]["kernel"].shape == (2, 4, 1)
+        assert meta.params["bn"]["scale"].shape == (4,) and meta.inner_lrs["head"]["kernel"] is None
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_meta_parameters_of_another_num_steps_are_refused_when_traced(per_step):
+    task = jax.tree.map(
+        lambda a: jnp.asarray(a, jnp.float32), linear_task(np.random.default_rng(0))
+    )
+    made = mamlpp(norm_apply, half_mse, num_steps=5, per_step=per_step).init(NORM_PARAMS)
+    for steps in (2, 8):  # fewer: the tail ignored; more: indexing would clamp
+        learner = mamlpp(norm_apply, half_mse, num_steps=steps, per_step=per_step)
+        message = (
+            f"num_steps={steps}, but the meta-parameters hold per-step values (LSLR step sizes, "
+            "per-step batch-norm weights) for 5 inner steps: build the learner with the "
+            "num_steps of the one whose init made them."
+        )
+        for call in (
+            lambda learner=learner: learner.meta_loss(made, task),
+            lambda learner=learner: jax.jit(learner.meta_loss)(made, task),
+            lambda learner=learner: learner.adapt(made, task.support),
+        ):
+            with pytest.raises(ValueError) as info:
+                call()
+            assert str(info.value) == message
+    without_lslr = mamlpp(norm_apply, half_mse, num_steps=5, learn_inner_lr=False)
+    meta = without_lslr.init(NORM_PARAMS)
+    with pytest.raises(ValueError, match="for 5 inner steps"):
+        mamlpp(norm_apply, half_mse, num_steps=3, learn_inner_lr=False).meta_loss(meta, task)

@@ -9,6 +9,8 @@ from benchmarks import machine, make_results
 
 def test_every_results_section_has_its_file():
     for title, stem, _ in make_results.SECTIONS:
+        if stem == make_results.ACCURACY:  # rendered from results/accuracy/*.json
+            continue
         assert (make_results.RESULTS / f"{stem}.md").exists(), (title, stem)
 
 

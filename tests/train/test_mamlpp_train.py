@@ -93,3 +93,26 @@ def test_a_tiny_baseline_run_pretrains_on_all_training_classes_and_is_scored(tmp
     with jax.numpy_dtype_promotion("standard"):
         found = predict(tmp_path / "run", support, queries)
     assert found.labels == tuple(c.name for c in chosen)
+
+
+def test_resuming_a_cosine_run_with_other_num_steps_is_refused(tmp_path, capsys):
+    """The cosine schedule spans num_steps: a new length would reshape the remaining steps."""
+    from tiny_runs import run_cli
+
+    config = tiny_sinusoid(tmp_path / "run", algorithm="mamlpp", inner_steps=2, num_steps=10)
+    with jax.numpy_dtype_promotion("standard"):
+        train(config, progress=False)
+    saved = (tmp_path / "run" / "config.json").read_text()
+    message = (
+        "--resume: --num-steps 20 differs from the run's 10, and its cosine --meta-lr-schedule "
+        "anneals over --num-steps: the steps taken followed the schedule to step 10, and a new "
+        "length would reshape the rest. Resume with --num-steps 10, or start again with "
+        "--overwrite."
+    )
+    with pytest.raises(ValueError) as info:
+        train(config.replace(num_steps=20), resume=True, progress=False)
+    assert str(info.value) == message
+    argv = ["train", "--resume", "--output-dir", tmp_path / "run", "--num-steps", "20"]
+    status, _, err = run_cli(argv, capsys)
+    assert status == 2 and err.strip().splitlines()[-1] == f"jmeta train: error: {message}"
+    assert (tmp_path / "run" / "config.json").read_text() == saved

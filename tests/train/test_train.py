@@ -109,6 +109,23 @@ def test_resume_continues_exactly_and_may_extend(full_run, tmp_path):
     ).read_bytes()
 
 
+def test_a_time_limit_stops_after_a_compiled_call_and_resume_continues_exactly(full_run, tmp_path):
+    part = tmp_path / "part"
+    stopped = train(tiny_sinusoid(part, time_limit=1e-6), progress=False)
+    assert int(stopped.state.step) == 5  # one call of steps_per_call steps, then the check
+    results = json.loads((part / "results.json").read_text())
+    assert results["stopped"] == {"reason": "time_limit", "step": 5}
+    assert Checkpoints(part / "checkpoints").steps() == [5]
+    assert [r["split"] for r in read_metrics(part / "metrics.jsonl")] == ["train", "test", "test"]
+    resumed = train(tiny_sinusoid(part), resume=True, progress=False)  # the limit dropped
+    assert_trees_equal(full_run.state, resumed.state)
+    assert (part / "results.json").read_bytes() == (
+        full_run.output_dir / "results.json"
+    ).read_bytes()
+    with pytest.raises(ValueError, match="time_limit must be a finite number > 0; got 0.0"):
+        tiny_sinusoid(part, time_limit=0)
+
+
 def test_existing_runs_are_never_overwritten_silently(full_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(full_run.output_dir, out)
