@@ -315,10 +315,10 @@ def run(prepared: Setup, *, progress: bool = True, started: float | None = None)
         reason = reason or ("time_limit" if _steps_done(state) < config.num_steps else "num_steps")
         if best is not None:
             results.update(tested_step=tested_step, best=best.to_json(),
-                           stopped={"reason": reason, "step": int(state.step),
+                           stopped={"reason": reason, "step": _steps_done(state),
                                     "validations_without_improvement": best.since})  # fmt: skip
         elif reason == "time_limit":
-            results["stopped"] = {"reason": reason, "step": int(state.step)}
+            results["stopped"] = {"reason": reason, "step": _steps_done(state)}
         seconds = time.perf_counter() - started
         if prepared.primary:
             write_json(out / outputs.RESULTS, results)
