@@ -36,6 +36,7 @@ from jmeta.datasets.cache import cache_root
 CACHE_ENV = "JMETA_COMPILATION_CACHE"
 OFF = frozenset({"off", "0", "false", "no", "none"})
 MAX_BYTES = 4 << 30  # 4 GiB
+_DIR, _MAX = "jax_compilation_cache_dir", "jax_compilation_cache_max_size"  # JAX's options
 
 
 class CompilationCacheWarning(UserWarning):
@@ -58,7 +59,7 @@ def enable_compilation_cache() -> Path | None:
       True
       >>> del os.environ["JMETA_COMPILATION_CACHE"]
     """
-    configured = jax.config.jax_compilation_cache_dir
+    configured = getattr(jax.config, _DIR)
     if configured:
         return Path(configured)
     setting = os.environ.get(CACHE_ENV, "").strip()
@@ -78,7 +79,7 @@ def enable_compilation_cache() -> Path | None:
             stacklevel=2,
         )
         return None
-    if jax.config.jax_compilation_cache_max_size == -1:
-        jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
-    jax.config.update("jax_compilation_cache_dir", str(folder))
+    if getattr(jax.config, _MAX) == -1:
+        jax.config.update(_MAX, MAX_BYTES)
+    jax.config.update(_DIR, str(folder))
     return folder
