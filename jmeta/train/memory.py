@@ -195,11 +195,13 @@ def check_memory(
             per=_size(est.per_task()), free=_size(available), where=where,
             on=" per device" if devices > 1 else "", split=split if devices > 1 else "",
         )  # fmt: skip
-    for name, split in (("eval_tasks", problem.test), ("val_tasks", problem.val)):
-        if split is None:
+    for name, scored_split in (("eval_tasks", problem.test), ("val_tasks", problem.val)):
+        if scored_split is None:
             continue
         num = getattr(config, name)
-        scored = estimate_step_memory(step, learner, problem.model, split.sample, split.data)
+        scored = estimate_step_memory(
+            step, learner, problem.model, scored_split.sample, scored_split.data
+        )
         need = scored._replace(data=data).evaluation(config.meta_batch_size, num, devices)
         if need > available:
             raise ConfigValueError(

@@ -26,7 +26,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -191,7 +191,7 @@ def watch_peers(config: TrainConfig) -> None:
         try:
             while selector.get_map():
                 for key, _ in selector.select():
-                    conn = key.fileobj
+                    conn = cast(socket.socket, key.fileobj)
                     try:
                         said = conn.recv(1)
                     except OSError:
