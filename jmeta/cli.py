@@ -273,7 +273,7 @@ def _eval(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
         f"(seed {seed}), mean ± 95% confidence interval"
     )
     if config.seeds and args.run_seed is None:
-        per_seed = {k: v for k, (v, _) in scored.items()}
+        per_seed = {k: v for k, (v, _) in scored.items() if k is not None}
         regression = config.is_regression
         table = format_seed_scores(
             per_seed, diverged, regression=regression, header=seeds_header(header)

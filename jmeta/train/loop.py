@@ -344,6 +344,7 @@ def _test_seeds(config, prepared: Setup, state, diverged, log) -> seeds_lib.Seed
     """The test scores of each seed that did not diverge."""
     steps = np.asarray(jax.device_get(state.step))
     at = {seed: int(steps[i]) for i, seed in enumerate(config.seeds)}
+    assert prepared.problem.test is not None  # every run has a test split
     test = {}
     for i, seed in enumerate(config.seeds):
         if seed in diverged:

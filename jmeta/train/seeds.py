@@ -149,7 +149,7 @@ def _all_finite(tree) -> jax.Array:
 def divergence_cause(metrics: Mapping[str, Any]) -> str:
     """Why one seed's step was not kept, in words (metrics of that seed and step, host values)."""
     if not bool(metrics["finite"]):
-        return jmeta.step.nonfinite_cause(metrics)
+        return jmeta.step.nonfinite_cause(dict(metrics))
     return "the update made the parameters (or optimizer state) non-finite"
 
 
@@ -216,7 +216,9 @@ def format_seed_scores(
         plus = "" if math.isnan(half) else f" ± {scale * half:.{digits}f}{unit}"
         return f"{scale * mean:.{digits}f}{unit}{plus}"
 
-    rows = [("seed", "inner steps", f"{label} before adaptation", f"{label} after adaptation")]
+    rows: list[tuple[str, ...]] = [
+        ("seed", "inner steps", f"{label} before adaptation", f"{label} after adaptation")
+    ]
     for seed, scores in test.items():
         for steps, metrics in sorted(scores.items()):
             cells = [
@@ -226,9 +228,9 @@ def format_seed_scores(
             rows.append((str(seed), str(steps), *cells))
     for seed, why in diverged.items():
         rows.append((str(seed), "-", f"diverged at meta-step {why['step']}", "not tested"))
-    for steps, metrics in sorted(across_seeds(test).items()):
+    for steps, spread in sorted(across_seeds(test).items()):
         cells = [
-            fmt(metrics[m].mean, metrics[m].std) if m in metrics else "-"
+            fmt(spread[m].mean, spread[m].std) if m in spread else "-"
             for m in (f"{name}_before", name)
         ]
         rows.append((f"mean ± std ({len(test)})", str(steps), *cells))
