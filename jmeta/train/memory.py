@@ -15,9 +15,10 @@ each, so one device holds
 
 .. math::
 
-   \text{state} + \text{data} + \lceil B / D \rceil \cdot \text{per task}
+   \text{data} + S \left(\text{state} + \lceil B / D \rceil \cdot \text{per task}\right)
 
-for a meta-batch of :math:`B` tasks.
+for a meta-batch of :math:`B` tasks and :math:`S` seeds trained together
+(``--seeds``; one otherwise).
 
 Computed with ``jax.eval_shape`` and ``jax.make_jaxpr`` on one task, in
 milliseconds; nothing is compiled or allocated.
@@ -60,10 +61,12 @@ class StepMemory(NamedTuple):
     def per_task(self) -> int:
         return self.task + self.adapted
 
-    def meta_step(self, meta_batch_size: int, devices: int = 1) -> int:
+    def meta_step(self, meta_batch_size: int, devices: int = 1, seeds: int = 1) -> int:
         """Bytes on each device of a meta-step over ``meta_batch_size`` tasks split over
-        ``devices`` (lower estimate): the state and data, and ``ceil(B / D)`` tasks."""
-        return self.state + self.data + -(-meta_batch_size // devices) * self.per_task()
+        ``devices`` (lower estimate): the state and data, and ``ceil(B / D)`` tasks; with
+        ``seeds`` runs in one program (``--seeds``), a state and the tasks per seed."""
+        share = self.state + -(-meta_batch_size // devices) * self.per_task()
+        return self.data + seeds * share
 
     def evaluation(self, batch_size: int, num_tasks: int, devices: int = 1) -> int:
         """Bytes on each device of scoring ``num_tasks`` tasks, ``batch_size`` at a time, each
@@ -184,16 +187,19 @@ def check_memory(
     data = sum(_tree_bytes(s.data) for s in splits)  # every split is on every device
     est = estimate_step_memory(step, learner, problem.model, train.sample, train.data)
     est = est._replace(data=data)
-    need = est.meta_step(config.meta_batch_size, devices)
+    seeds = len(config.seeds) if config.seeds else 1
+    need = est.meta_step(config.meta_batch_size, devices, seeds)
     if need > available:
         split = f", {-(-config.meta_batch_size // devices)} tasks on each of {devices} devices"
+        split += f", for each of {seeds} seeds" if seeds > 1 else ""
         raise ConfigValueError(
             "{0} {size} needs at least an estimated {need} per meta-step{on} ({per} per task for "
             "its inputs and adapted parameters{split}; activations not counted), more than the "
             "{free} available on {where}; lower {0}.",
             ["meta_batch_size"], size=config.meta_batch_size, need=_size(need),
             per=_size(est.per_task()), free=_size(available), where=where,
-            on=" per device" if devices > 1 else "", split=split if devices > 1 else "",
+            on=" per device" if devices > 1 else "",
+            split=split if devices > 1 or seeds > 1 else "",
         )  # fmt: skip
     for name, scored_split in (("eval_tasks", problem.test), ("val_tasks", problem.val)):
         if scored_split is None:

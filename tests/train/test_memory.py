@@ -86,6 +86,8 @@ def test_the_estimate_is_per_device_with_the_state_and_every_split_on_each(tmp_p
     assert one.meta_step(6) - four.meta_step(6, 4) == 4 * one.per_task()
     scored = four.evaluation(batch_size=6, num_tasks=10, devices=4)
     assert scored == one.meta_params + images + 2 * one.per_task() + 3 * one.results
+    # Seeds trained together (--seeds) each hold a state and their tasks; the data are shared.
+    assert four.meta_step(6, 4, seeds=3) == images + 3 * (one.state + 2 * one.per_task())
     # What fits on 4 devices but not on one is refused on one only.
     available = four.meta_step(6, 4) + one.per_task()
     check_memory(config, problem, step, learner, available=available, devices=4)
@@ -104,6 +106,28 @@ def test_the_trainer_checks_a_device_s_share_of_the_meta_batch(tmp_path, monkeyp
         r"per meta-step per device \(548 bytes per task for its inputs and adapted parameters, "
         r"2 tasks on each of 8 devices; activations not counted\), more than the 1.0 kB "
         "available on cpu:0; lower meta_batch_size.$",
+    ):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_seeds_trained_together_are_counted_each(tmp_path, monkeypatch):
+    one = tiny_sinusoid(tmp_path / "one", devices=1, meta_batch_size=16)
+    problem, learner, step = parts(one)
+    est = check_memory(one, problem, step, learner, available=10**12)
+    assert est is not None and est.data == 0  # sinusoid tasks are generated, not read
+    need = est.meta_step(16, 1, seeds=3)
+    assert need == 3 * est.meta_step(16)
+    # Room for one seed's meta-step, not for three: the run of three seeds is refused.
+    monkeypatch.setattr("jmeta.train.memory.available_bytes", lambda device=None: need - 1)
+    train_one = one.replace(output_dir=str(tmp_path / "fits"), num_steps=10, steps_per_call=10)
+    train(train_one, progress=False)
+    config = one.replace(output_dir=str(tmp_path / "run"), seeds=(0, 1, 2))
+    with pytest.raises(
+        ConfigValueError,
+        match=r"^meta_batch_size 16 needs at least an estimated [\d.]+ kB per meta-step "
+        r"\(548 bytes per task for its inputs and adapted parameters, 16 tasks on each of 1 "
+        r"devices, for each of 3 seeds; activations not counted\), more than the [\d.]+ kB",
     ):
         train(config, progress=False)
     assert not (tmp_path / "run").exists()
