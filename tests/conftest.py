@@ -4,10 +4,7 @@ The device count must be set before JAX initialises its backends, so it is set
 here, at import time, before any test module imports JAX.
 """
 
-import atexit
 import os
-import shutil
-import tempfile
 
 # Eight simulated CPU devices for the multi-device tests; LLVM optimisation off,
 # which makes XLA:CPU compile the many small test programs 3-4x faster.
@@ -19,11 +16,10 @@ os.environ["XLA_FLAGS"] = " ".join(
     ]
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# The trainer's persistent compilation cache (jmeta.train.compilation_cache) goes to a folder of
-# this test process, shared with the CLI and notebook processes it starts, never the user's.
-if "JMETA_COMPILATION_CACHE" not in os.environ:
-    os.environ["JMETA_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jmeta-xla-cache-")
-    atexit.register(shutil.rmtree, os.environ["JMETA_COMPILATION_CACHE"], ignore_errors=True)
+# The trainer's persistent compilation cache (jmeta.train.compilation_cache) is off in tests, and
+# so never the user's: tests/train/conftest.py gives its tests one per test process, and the tests
+# of the cache itself (tests/train/test_compilation_cache.py, the real-Omniglot runs) their own.
+os.environ.setdefault("JMETA_COMPILATION_CACHE", "off")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
