@@ -98,11 +98,12 @@ def small_disk(tmp_path):
 def fill(disk: Path) -> Path:
     """Fill ``disk`` until it is full; returns the filler file."""
     filler = disk / "filler"
-    with filler.open("wb") as f:
+    # Unbuffered: a buffered file would flush what the failing write left in its buffer on
+    # close, outside the suppress, and raise ENOSPC into the run (a flaky failure in CI).
+    with filler.open("wb", buffering=0) as f:
         with contextlib.suppress(OSError):
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
     return filler
 
 
